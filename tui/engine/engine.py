@@ -1,0 +1,144 @@
+"""The engine: one loaded model, swapped atomically, and chat generation on it."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import chat_format, generation, loader
+from .errors import EngineError
+from .settings import GenerationSettings
+from .spec import ModelSpec
+
+Progress = Callable[[float, str], None]
+
+
+class Engine:
+    """Holds the current model. Thread-safe: loads are serialized, and generations take
+    turns on the model (a second caller waits, and can still be stopped while waiting).
+
+    A failed :meth:`load` leaves the previous model loaded and usable.
+    """
+
+    def __init__(
+        self,
+        settings: GenerationSettings | None = None,
+        prompt_lookup: int | None = None,
+    ) -> None:
+        self.loaded: loader.LoadedModel | None = None
+        self.assistant: loader.LoadedModel | None = None
+        self.settings = settings or GenerationSettings()
+        self.prompt_lookup = prompt_lookup
+        self.kv_cache = generation.KVCacheStore()
+        self.reuse_cache = True
+        self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> loader.LoadedModel:
+        with self._load_lock:
+            new = loader.load(spec, progress)  # raises; self.loaded untouched on failure
+            with self._generate_lock:
+                old, self.loaded = self.loaded, new
+                self.kv_cache.clear()
+            if old is not None:
+                old.unload()
+                _free_memory()
+            return new
+
+    def load_assistant(self, spec: ModelSpec | None, progress: Progress | None = None) -> None:
+        """Speculative decoding: a small draft model sharing the main model's tokenizer."""
+        if spec is None:
+            self.assistant = None
+            return
+        self.assistant = loader.load(spec, progress)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.loaded is not None
+
+    def require_model(self) -> loader.LoadedModel:
+        if self.loaded is None:
+            raise EngineError("No model is loaded yet.")
+        return self.loaded
+
+    # -- chatting ------------------------------------------------------------------
+    def build_prompt(
+        self, messages: Sequence[dict[str, str]], system_prompt: str | None = None
+    ) -> chat_format.Prompt:
+        loaded = self.require_model()
+        return chat_format.build_prompt(
+            loaded.tokenizer, messages, system_prompt, loaded.chat_template
+        )
+
+    def count_tokens(
+        self, messages: Sequence[dict[str, str]], system_prompt: str | None = None
+    ) -> int:
+        return len(self.build_prompt(messages, system_prompt).ids)
+
+    def chat(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        system_prompt: str | None = None,
+        conversation_id: str | None = None,
+        settings: GenerationSettings | None = None,
+        stop_event: threading.Event | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> generation.GenerationResult:
+        """Generate the assistant's next reply to ``messages`` (role/content dicts).
+
+        Raises :class:`EngineError` before generation starts (no model, bad template);
+        a failure mid-stream is returned as ``stats.stop_reason == 'error'`` with the
+        partial text, so nothing already shown is lost.
+        """
+        event = stop_event or threading.Event()
+        while not self._generate_lock.acquire(timeout=0.05):
+            if event.is_set():
+                stats = generation.GenerationStats(stop_reason=generation.STOP_STOPPED)
+                return generation.GenerationResult("", stats)
+        try:
+            loaded = self.require_model()
+            prompt = chat_format.build_prompt(
+                loaded.tokenizer, messages, system_prompt, loaded.chat_template
+            )
+            active = settings or self.settings
+            kwargs = active.generation_kwargs()
+            if self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:
+                kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup
+            result = generation.generate(
+                loaded,
+                prompt.ids,
+                kwargs,
+                stop_event=event,
+                on_text=on_text,
+                cache_store=self.kv_cache if self.reuse_cache else None,
+                cache_key=conversation_id,
+                stop_strings=prompt.stop_strings,
+                seed=active.values.get("seed"),
+                assistant_model=self.assistant.model if self.assistant else None,
+            )
+            result.notices.extend(prompt.notices)
+            return result
+        finally:
+            self._generate_lock.release()
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's KV cache (closed tab, cleared history)."""
+        self.kv_cache.drop(conversation_id)
+
+    def cache_bytes(self, conversation_id: str | None = None) -> int:
+        return self.kv_cache.bytes(conversation_id)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass

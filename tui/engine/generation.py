@@ -1,0 +1,330 @@
+"""Streaming generation with stop-on-event, stats and per-conversation KV-cache reuse.
+
+Runs synchronously in the calling thread (a Textual worker thread, or the CLI's main
+thread) and hands text to ``on_text`` as soon as it decodes. Setting the
+``threading.Event`` stops generation after the token being computed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GenerationError, OutOfMemoryError
+
+STOP_EOS = "eos"
+STOP_LENGTH = "length"
+STOP_STOPPED = "stopped"
+STOP_ERROR = "error"
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    new_tokens: int = 0
+    time_to_first_token: float | None = None
+    tokens_per_second: float | None = None
+    total_seconds: float = 0.0
+    stop_reason: str = STOP_EOS
+    error: str | None = None
+
+    def describe(self) -> str:
+        ttft = f"{self.time_to_first_token * 1000:.0f} ms" if self.time_to_first_token else "n/a"
+        tps = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "n/a"
+        reused = f" ({self.reused_tokens} cached)" if self.reused_tokens else ""
+        return (
+            f"{self.prompt_tokens} prompt tokens{reused}, {self.new_tokens} new, "
+            f"first token {ttft}, {tps}, stop: {self.stop_reason}"
+        )
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    stats: GenerationStats
+    notices: list[str] = field(default_factory=list)
+
+
+class IncrementalDecoder:
+    """Decode a growing list of token ids in O(1) per token.
+
+    Keeps a short window (prefix_offset..read_offset) so multi-token characters and
+    tokenizers that merge spaces decode correctly; text ending in U+FFFD (a partial
+    UTF-8 sequence) is held back until the next token completes it.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self.text = ""
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def push(self, new_ids: list[int]) -> str:
+        self.ids.extend(new_ids)
+        prefix = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        full = self._decode(self.ids[self.prefix_offset :])
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            chunk = full[len(prefix) :]
+            self.prefix_offset = self.read_offset
+            self.read_offset = len(self.ids)
+            self.text += chunk
+            return chunk
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back (a trailing partial character is dropped)."""
+        full = self._decode(self.ids[self.prefix_offset :])
+        prefix = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        chunk = full[len(prefix) :].rstrip("\ufffd") if len(full) > len(prefix) else ""
+        self.text += chunk
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return chunk
+
+
+class _Streamer:
+    """transformers streamer: skips the prompt, decodes new tokens, times the first."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None) -> None:
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.on_text = on_text
+        self.prompt_seen = False
+        self.first_token_at: float | None = None
+        self.token_ids: list[int] = []
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        ids = value.reshape(-1).tolist()
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.token_ids.extend(ids)
+        chunk = self.decoder.push(ids)
+        if chunk and self.on_text is not None:
+            self.on_text(chunk)
+
+    def end(self) -> None:
+        chunk = self.decoder.flush()
+        if chunk and self.on_text is not None:
+            self.on_text(chunk)
+
+
+def _stop_criteria(event: threading.Event) -> Any:
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full(
+                (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return StopOnEvent()
+
+
+def _cache_kwarg() -> str:
+    """transformers 5.x renamed generate's ``past_key_values`` to ``cache``."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES
+
+        return "cache" if "cache" in ALL_CACHE_NAMES else "past_key_values"
+    except ImportError:
+        return "past_key_values"
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class CacheEntry:
+    cache: Any
+    token_ids: list[int]
+
+
+class KVCacheStore:
+    """One transformers ``DynamicCache`` per conversation, with the ids it holds."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, CacheEntry] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> CacheEntry | None:
+        with self._lock:
+            return self._entries.pop(key, None)
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def tokens(self, key: str) -> int:
+        with self._lock:
+            entry = self._entries.get(key)
+            return len(entry.token_ids) if entry else 0
+
+    def bytes(self, key: str | None = None) -> int:
+        from .memory import cache_bytes
+
+        with self._lock:
+            if key is None:
+                entries = list(self._entries.values())
+            else:
+                entries = [self._entries[key]] if key in self._entries else []
+            return sum(cache_bytes(e.cache) for e in entries)
+
+
+def _reuse(entry: CacheEntry | None, prompt_ids: list[int]) -> tuple[Any, int]:
+    """Crop the cached prefix that matches ``prompt_ids``; (cache or None, reused tokens).
+
+    At least one prompt token is always left to prefill, since generation needs the
+    logits of the last prompt position."""
+    if entry is None:
+        return None, 0
+    keep = min(common_prefix(entry.token_ids, prompt_ids), len(prompt_ids) - 1)
+    cached = entry.cache.get_seq_length()
+    if keep <= 0 or cached < keep:
+        return None, 0
+    try:
+        if cached > keep:
+            entry.cache.crop(-(cached - keep))
+    except Exception:  # a cache type that cannot be cropped: full prefill
+        return None, 0
+    return entry.cache, keep
+
+
+def generate(
+    loaded: Any,
+    prompt_ids: list[int],
+    gen_kwargs: dict[str, Any],
+    *,
+    stop_event: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
+    cache_store: KVCacheStore | None = None,
+    cache_key: str | None = None,
+    stop_strings: tuple[str, ...] = (),
+    seed: int | None = None,
+    assistant_model: Any = None,
+) -> GenerationResult:
+    """Stream one reply for ``prompt_ids``; never raises for a failure mid-stream: the
+    partial text comes back with ``stop_reason='error'`` and the message in ``error``."""
+    import torch
+    from transformers import DynamicCache, GenerationConfig, StoppingCriteriaList
+
+    started = time.perf_counter()
+    event = stop_event or threading.Event()
+    model, tokenizer = loaded.model, loaded.tokenizer
+    streamer = _Streamer(tokenizer, on_text)
+    stats = GenerationStats(prompt_tokens=len(prompt_ids))
+
+    base = model.generation_config.to_dict() if model.generation_config else {}
+    base.update(gen_kwargs)
+    if stop_strings:
+        base["stop_strings"] = list(base.get("stop_strings") or []) + list(stop_strings)
+    config = GenerationConfig(**{k: v for k, v in base.items() if not k.startswith("_")})
+    if config.pad_token_id is None:
+        config.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id
+        )
+    beams = (config.num_beams or 1) > 1
+    use_cache_reuse = cache_store is not None and cache_key is not None and not beams
+    use_cache_reuse = use_cache_reuse and assistant_model is None
+
+    entry = cache_store.take(cache_key) if use_cache_reuse else None
+    cache, reused = _reuse(entry, prompt_ids)
+    if use_cache_reuse and cache is None:
+        cache = DynamicCache(config=model.config)
+    stats.reused_tokens = reused
+
+    device = model.device
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    kwargs: dict[str, Any] = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "generation_config": config,
+        "stopping_criteria": StoppingCriteriaList([_stop_criteria(event)]),
+        "streamer": None if beams else streamer,
+    }
+    if config.stop_strings:
+        kwargs["tokenizer"] = tokenizer
+    if cache is not None:
+        kwargs[_cache_kwarg()] = cache
+    if assistant_model is not None:
+        kwargs["assistant_model"] = assistant_model
+        kwargs["tokenizer"] = tokenizer
+    if seed is not None:
+        torch.manual_seed(seed)
+
+    output = None
+    try:
+        with torch.inference_mode():
+            output = model.generate(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported, partial text kept
+        if cache_store is not None and cache_key is not None:
+            cache_store.drop(cache_key)
+        if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+            err: Exception = OutOfMemoryError("Ran out of memory while generating.")
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err = GenerationError(f"Generation failed: {type(exc).__name__}: {first}")
+        stats.stop_reason = STOP_ERROR
+        stats.error = str(err)
+        cache = None
+    finished = time.perf_counter()
+
+    if beams and output is not None:
+        new_ids = output[0, len(prompt_ids) :].tolist()
+        streamer.first_token_at = finished
+        streamer.put(input_ids)
+        streamer.put(torch.tensor(new_ids))
+    streamer.end()
+    new_ids = streamer.token_ids
+    text = streamer.decoder.text
+    for stop in stop_strings:
+        index = text.find(stop)
+        if index >= 0:
+            text = text[:index]
+
+    stats.new_tokens = len(new_ids)
+    stats.total_seconds = finished - started
+    if streamer.first_token_at is not None:
+        stats.time_to_first_token = streamer.first_token_at - started
+        decode_time = finished - streamer.first_token_at
+        if stats.new_tokens > 1 and decode_time > 0:
+            stats.tokens_per_second = (stats.new_tokens - 1) / decode_time
+    if stats.stop_reason != STOP_ERROR:
+        eos = config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if event.is_set():
+            stats.stop_reason = STOP_STOPPED
+        elif new_ids and new_ids[-1] in eos_ids:
+            stats.stop_reason = STOP_EOS
+        elif any(stop in streamer.decoder.text for stop in (config.stop_strings or [])):
+            stats.stop_reason = STOP_EOS
+        elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
+            stats.stop_reason = STOP_LENGTH
+
+    if use_cache_reuse and cache is not None:
+        all_ids = list(prompt_ids) + list(new_ids)
+        held = cache.get_seq_length()
+        cache_store.put(cache_key, CacheEntry(cache, all_ids[:held]))
+    return GenerationResult(text=text, stats=stats)

@@ -1,0 +1,387 @@
+"""Resolve a model source and load it, turning every failure into one sentence."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import memory
+from .errors import (
+    DeviceUnavailableError,
+    EngineError,
+    MissingFilesError,
+    ModelNotFoundError,
+    NotCachedOfflineError,
+    OutOfMemoryError,
+    QuantizationError,
+    TemplateError,
+)
+from .spec import ModelSpec
+
+Progress = Callable[[float, str], None]
+
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+_HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.jinja",
+    "*.tiktoken",
+    "tokenizer*",
+]
+
+# bitsandbytes warns on every 8-bit matmul on CPU; one notice in the log is enough.
+warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+
+
+@dataclass
+class ResolvedSource:
+    folder: Path
+    gguf_file: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    source: ResolvedSource
+    device: str
+    dtype: str
+    footprint_bytes: int
+    load_seconds: float
+    estimate: memory.MemoryEstimate | None
+    chat_template: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.display_name
+
+    @property
+    def context_limit(self) -> int | None:
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        return getattr(cfg, "max_position_embeddings", None)
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
+
+
+def _looks_like_path(source: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else that is not on disk is a path."""
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or "\\" in source
+        or source.lower().endswith(".gguf")
+    )
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:
+        return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
+
+
+def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
+    """Find the files for ``spec.source`` on disk, downloading from the Hub if allowed."""
+    from . import default_model
+
+    report = progress or (lambda f, s: None)
+    source = spec.source
+    if spec.is_default:
+        return ResolvedSource(default_model.ensure_converted(report), hub_id=default_model.HUB_ID)
+
+    path = Path(source).expanduser()
+    if spec.is_gguf:
+        if not path.is_file():
+            raise MissingFilesError(f"No such GGUF file: {source}.")
+        return ResolvedSource(default_model.convert_gguf(path, progress=report))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MissingFilesError(
+                f"{source} has no config.json, so it is not a transformers model folder."
+            )
+        if not any(any(path.glob(p)) for p in _WEIGHT_PATTERNS):
+            raise MissingFilesError(
+                f"{source} has a config.json but no weights (*.safetensors or *.bin)."
+            )
+        return ResolvedSource(path)
+    if path.exists():
+        raise MissingFilesError(f"{source} is a file but not a .gguf model.")
+    if _looks_like_path(source):
+        raise MissingFilesError(f"No such folder or file: {source}.")
+    return _resolve_hub(spec, report)
+
+
+def _resolve_hub(spec: ModelSpec, report: Progress) -> ResolvedSource:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from .progress import make_bar_class
+
+    repo = spec.source
+    patterns = _HUB_PATTERNS + (["*.py"] if spec.trust_remote_code else [])
+    hint = (
+        "download it where the Hub is reachable (`hf download "
+        f"{repo}`) or pass a local folder or .gguf file with --model"
+    )
+    try:
+        folder = snapshot_download(
+            repo, revision=spec.revision, allow_patterns=patterns, local_files_only=True
+        )
+        return ResolvedSource(Path(folder), hub_id=repo, revision=spec.revision)
+    except HFValidationError:
+        raise ModelNotFoundError(
+            f"{repo!r} is not a folder, a .gguf file or a valid Hugging Face Hub id."
+        ) from None
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if _offline():
+        raise NotCachedOfflineError(
+            f"{repo} is not in the local Hugging Face cache and offline mode is on; {hint}."
+        )
+    report(0.01, f"downloading {repo}")
+    try:
+        folder = snapshot_download(
+            repo,
+            revision=spec.revision,
+            allow_patterns=patterns,
+            tqdm_class=make_bar_class(report, (0.01, 0.5)),
+        )
+    except GatedRepoError:
+        raise ModelNotFoundError(
+            f"{repo} is gated: accept its licence on the Hub and log in with `hf auth login`."
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelNotFoundError(f"{repo} has no revision {spec.revision!r}.") from None
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"No model {repo!r} on the Hugging Face Hub (or it is private and you are not "
+            "logged in)."
+        ) from None
+    except Exception:
+        raise NotCachedOfflineError(
+            f"{repo} is not in the local Hugging Face cache and the Hub cannot be reached; "
+            f"{hint}."
+        ) from None
+    return ResolvedSource(Path(folder), hub_id=repo, revision=spec.revision)
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"{requested} was asked for but this machine has no CUDA device available to "
+                f"torch {torch.__version__}; use --device cpu or auto."
+            )
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"{requested} was asked for but only {torch.cuda.device_count()} CUDA "
+                "device(s) exist."
+            )
+        return f"cuda:{index}"
+    if requested == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceUnavailableError(
+                "mps was asked for but Apple's Metal backend is not available here; use "
+                "--device cpu or auto."
+            )
+    return requested
+
+
+def _config_dtype(config: Any) -> str:
+    import torch
+
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def resolve_dtype(spec: ModelSpec, config: Any, device: str) -> str:
+    """``auto``: fp32 on CPU (bf16/fp16 matmuls are slow there), the checkpoint's own
+    half precision on an accelerator."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    if device == "cpu":
+        return "fp32"
+    return _config_dtype(config) if _config_dtype(config) != "fp32" else "fp16"
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
+    if spec.quantization == "none":
+        return None
+    label = spec.precision_label
+    if device == "mps":
+        raise QuantizationError(
+            f"bitsandbytes {label} quantization does not run on mps; use --device cpu or "
+            "drop the quantization."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except Exception as exc:
+        raise QuantizationError(
+            f"{label} quantization needs a working bitsandbytes ({exc.__class__.__name__}); "
+            "install it with `pip install bitsandbytes`."
+        ) from None
+    if spec.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = spec.bnb_4bit_compute_dtype
+    if compute == "auto":
+        compute = "fp32" if device == "cpu" else dtype
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=spec.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=_torch_dtype(compute),
+    )
+
+
+def _available_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    return memory.system_available()
+
+
+def read_chat_template(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"Cannot read chat template {path}: {exc.strerror}.") from None
+
+
+def load(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
+    """Load ``spec``. Raises :class:`EngineError` with one clear sentence on failure."""
+    report = progress or (lambda f, s: None)
+    started = time.perf_counter()
+    template = read_chat_template(spec.chat_template_file)
+    try:
+        return _load(spec, report, started, template)
+    except EngineError:
+        raise
+    except Exception as exc:  # map the library's many failure modes to one sentence
+        raise _explain(spec, exc) from exc
+
+
+def _explain(spec: ModelSpec, exc: BaseException) -> EngineError:
+    import torch
+
+    name = spec.display_name
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return OutOfMemoryError(f"Ran out of memory while loading {name}; try a smaller precision.")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    if "trust_remote_code" in str(exc):
+        return EngineError(
+            f"{name} ships its own code; load it with --trust-remote-code if you trust it."
+        )
+    if "bitsandbytes" in str(exc).lower() or "quantiz" in str(exc).lower():
+        return QuantizationError(f"{spec.precision_label} is not possible for {name}: {text}")
+    if isinstance(exc, (OSError, FileNotFoundError)):
+        return MissingFilesError(f"Cannot load {name}: {text}")
+    return EngineError(f"Cannot load {name}: {text}")
+
+
+def _load(spec: ModelSpec, report: Progress, started: float, template: str | None) -> LoadedModel:
+    report(0.0, f"resolving {spec.display_name}")
+    import torch  # noqa: F401  (imported here, off the UI path)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .progress import transformers_bars
+
+    device = resolve_device(spec.device)
+    source = resolve_source(spec, report)
+    report(0.1, "reading config")
+    config = AutoConfig.from_pretrained(
+        source.folder, revision=None, trust_remote_code=spec.trust_remote_code
+    )
+    dtype = resolve_dtype(spec, config, device)
+    quant = _quantization_config(spec, device, dtype)
+
+    estimate = memory.estimate(config, dtype, spec.quantization, spec.trust_remote_code)
+    available = _available_bytes(device)
+    if estimate.weight_bytes > available:
+        raise OutOfMemoryError(
+            f"{spec.display_name} needs about {memory.human_bytes(estimate.weight_bytes)} for its "
+            f"weights in {spec.precision_label if spec.quantization != 'none' else dtype} but only "
+            f"{memory.human_bytes(available)} is free on {device}; try a smaller precision "
+            "(--dtype bf16, --load-in-8bit or --load-in-4bit) or a smaller model."
+        )
+
+    report(0.15, "loading tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(
+        source.folder, trust_remote_code=spec.trust_remote_code
+    )
+    kwargs: dict[str, Any] = {
+        "dtype": _torch_dtype(dtype),
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    if spec.attn_implementation != "auto":
+        kwargs["attn_implementation"] = spec.attn_implementation
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": device if device != "cpu" else "cpu"}
+    elif device != "cpu":
+        kwargs["device_map"] = {"": device}
+    report(0.2, "loading weights")
+    with transformers_bars(report, (0.2, 0.95)):
+        model = AutoModelForCausalLM.from_pretrained(source.folder, **kwargs)
+    model.eval()
+    report(0.97, "ready")
+    loaded = LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        device=device,
+        dtype=dtype,
+        footprint_bytes=memory.model_footprint(model),
+        load_seconds=time.perf_counter() - started,
+        estimate=estimate,
+        chat_template=template,
+    )
+    report(1.0, f"loaded {spec.display_name} in {loaded.load_seconds:.1f} s")
+    return loaded
