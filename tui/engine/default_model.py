@@ -100,10 +100,10 @@ def convert_gguf(
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .progress import transformers_bars
+    from .progress import gguf_bars, transformers_bars
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    with transformers_bars(report, (0.05, 0.75)):
+    with gguf_bars(report, (0.05, 0.65)), transformers_bars(report, (0.65, 0.75)):
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     report(0.78, "saving safetensors to the cache")
     # A GGUF-loaded model is flagged as quantized and refuses to save; its tensors are

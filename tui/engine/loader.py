@@ -294,9 +294,19 @@ def read_chat_template(path: str | None) -> str | None:
         raise TemplateError(f"Cannot read chat template {path}: {exc.strerror}.") from None
 
 
+def quiet_libraries() -> None:
+    """transformers' own bars and warnings would scribble over a terminal UI; chat-tui
+    reports progress through callbacks and errors as sentences instead."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
     """Load ``spec``. Raises :class:`EngineError` with one clear sentence on failure."""
     report = progress or (lambda f, s: None)
+    quiet_libraries()
     started = time.perf_counter()
     template = read_chat_template(spec.chat_template_file)
     try:

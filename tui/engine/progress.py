@@ -95,3 +95,19 @@ def transformers_bars(report: Progress, span: tuple[float, float]) -> Iterator[N
         yield
     finally:
         set_hook(previous)
+
+
+@contextlib.contextmanager
+def gguf_bars(report: Progress, span: tuple[float, float]) -> Iterator[None]:
+    """Capture the de-quantization bar of transformers' GGUF reader (a plain tqdm)."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    previous = getattr(gguf_utils, "tqdm", None)
+    gguf_utils.tqdm = make_bar_class(report, span)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = previous

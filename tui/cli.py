@@ -1,0 +1,250 @@
+"""Command line: ``chat-tui [MODEL] [key=value ...] [options]``.
+
+No Textual (or torch) import at module top: ``--help``, ``--version`` and one-shot
+mode never pay for the UI, and the UI paints before the model libraries load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+from . import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+examples:
+  chat-tui                                   chat with the bundled SmolLM2-135M-Instruct
+  chat-tui Qwen/Qwen2.5-0.5B-Instruct        a Hub model from the local cache
+  chat-tui ./my-model --dtype bf16           a local transformers folder
+  chat-tui model.Q4_K_M.gguf                 a GGUF file (converted once, then cached)
+  chat-tui --prompt "What is the capital of France?" do_sample=false
+  echo "Summarise: ..." | chat-tui --prompt - max_new_tokens=200
+
+generation settings are GenerationConfig fields given as key=value, e.g.
+  temperature=0.7 top_p=0.9 top_k=50 max_new_tokens=512 do_sample=true seed=42
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chat-tui",
+        description="Chat with Hugging Face transformers models in your terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "args",
+        nargs="*",
+        metavar="MODEL | key=value",
+        help="model (Hub id, folder or .gguf file) and generation settings",
+    )
+    parser.add_argument("--version", action="version", version=f"chat-tui {__version__}")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", "-m", help="Hub id, local folder or .gguf file")
+    model.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    model.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
+        help="precision of the weights (auto: fp32 on CPU, the checkpoint's on a GPU)",
+    )
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    quant = model.add_mutually_exclusive_group()
+    quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit")
+    quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit")
+    model.add_argument("--bnb-4bit-quant-type", default="nf4", choices=["nf4", "fp4"])
+    model.add_argument(
+        "--bnb-4bit-double-quant", action="store_true", help="quantize the 4-bit scales too"
+    )
+    model.add_argument(
+        "--bnb-4bit-compute-dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"]
+    )
+    model.add_argument(
+        "--attn-implementation",
+        default="auto",
+        choices=["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"],
+    )
+    model.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model's own Python code to run (off unless asked)",
+    )
+    model.add_argument("--assistant-model", help="draft model for speculative decoding")
+    model.add_argument(
+        "--prompt-lookup",
+        type=int,
+        metavar="N",
+        help="prompt-lookup speculative decoding with N-token candidates",
+    )
+    chat = parser.add_argument_group("chat")
+    chat.add_argument("--system-prompt", help="system prompt for new conversations")
+    chat.add_argument(
+        "--chat-template", metavar="FILE", help="Jinja chat template that overrides the model's"
+    )
+    chat.add_argument(
+        "--prompt",
+        "-p",
+        metavar="TEXT",
+        help="one-shot: stream the reply to stdout and exit ('-' reads stdin)",
+    )
+    chat.add_argument(
+        "--stats", action="store_true", help="one-shot: print generation stats to stderr"
+    )
+    parser.add_argument("--data-dir", help="where conversations are kept")
+    return parser
+
+
+class UsageError(Exception):
+    pass
+
+
+def split_positionals(values: Sequence[str]) -> tuple[str | None, list[str]]:
+    model: str | None = None
+    settings: list[str] = []
+    for value in values:
+        if "=" in value and not os.path.exists(value):
+            settings.append(value)
+        elif model is None:
+            model = value
+        else:
+            raise UsageError(f"Two models given ({model!r} and {value!r}); pass one.")
+    return model, settings
+
+
+def spec_from_args(ns: argparse.Namespace, model: str | None):  # -> ModelSpec
+    from .engine.spec import DEFAULT_MODEL, ModelSpec
+
+    if ns.model and model and ns.model != model:
+        raise UsageError(f"Two models given ({model!r} and --model {ns.model!r}); pass one.")
+    quantization = "8bit" if ns.load_in_8bit else "4bit" if ns.load_in_4bit else "none"
+    return ModelSpec(
+        source=ns.model or model or DEFAULT_MODEL,
+        revision=ns.revision,
+        dtype=ns.dtype,
+        quantization=quantization,
+        bnb_4bit_quant_type=ns.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=ns.bnb_4bit_double_quant,
+        bnb_4bit_compute_dtype=ns.bnb_4bit_compute_dtype,
+        device=ns.device,
+        attn_implementation=ns.attn_implementation,
+        trust_remote_code=ns.trust_remote_code,
+        chat_template_file=ns.chat_template,
+    )
+
+
+class _StderrProgress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.drawn = False
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * max(0.0, min(1.0, fraction)))
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% {stage}"
+        sys.stderr.write(line[:120].ljust(80))
+        sys.stderr.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
+            self.drawn = False
+
+
+def error(message: str) -> None:
+    print(f"chat-tui: {message}", file=sys.stderr)
+
+
+def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
+    from .engine import Engine, EngineError, GenerationSettings
+
+    prompt = sys.stdin.read() if ns.prompt == "-" else ns.prompt
+    if not prompt.strip():
+        error("The prompt is empty.")
+        return EXIT_USAGE
+    settings = GenerationSettings()
+    engine = Engine(settings=settings, prompt_lookup=ns.prompt_lookup)
+    progress = _StderrProgress()
+    try:
+        settings.update(settings_args)
+        engine.load(spec, progress)
+        if ns.assistant_model:
+            engine.load_assistant(spec.with_changes(source=ns.assistant_model), progress)
+    except EngineError as exc:
+        progress.clear()
+        error(str(exc))
+        return EXIT_ERROR
+    progress.clear()
+
+    stop = threading.Event()
+    out = sys.stdout
+
+    def write(chunk: str) -> None:
+        out.write(chunk)
+        out.flush()
+
+    messages = [{"role": "user", "content": prompt}]
+    try:
+        result = engine.chat(
+            messages, system_prompt=ns.system_prompt, stop_event=stop, on_text=write
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        out.write("\n")
+        error("Interrupted.")
+        return EXIT_INTERRUPTED
+    except EngineError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    if not result.text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+    for notice in result.notices:
+        print(f"chat-tui: note: {notice}", file=sys.stderr)
+    if ns.stats:
+        print(result.stats.describe(), file=sys.stderr)
+    if result.stats.error:
+        error(result.stats.error)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .engine.errors import EngineError
+
+    try:
+        model, settings_args = split_positionals(ns.args)
+        spec = spec_from_args(ns, model)
+        if ns.prompt_lookup is not None and ns.prompt_lookup < 1:
+            raise UsageError("--prompt-lookup takes a whole number of at least 1.")
+    except (UsageError, EngineError) as exc:
+        parser.print_usage(sys.stderr)
+        error(str(exc))
+        return EXIT_USAGE
+    if ns.prompt is not None:
+        return run_one_shot(ns, spec, settings_args)
+
+    from .app import run_app
+
+    return run_app(ns, spec, settings_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
