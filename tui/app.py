@@ -80,12 +80,12 @@ class ChatApp(App):
         settings = GenerationSettings()
         settings.update(self.settings_args)
         engine = Engine(settings=settings)
-        loaded = engine.load(
-            self.spec, lambda f, s: self.post_message(LoadProgress(f, s))
-        )
+        loaded = engine.load(self.spec, lambda f, s: self.post_message(LoadProgress(f, s)))
         self.engine = engine
         self.post_message(
-            ModelReady(f"{loaded.name} · {loaded.spec.precision_label}/{loaded.dtype} · {loaded.device}")
+            ModelReady(
+                f"{loaded.name} · {loaded.spec.precision_label}/{loaded.dtype} · {loaded.device}"
+            )
         )
 
     def on_load_progress(self, message: LoadProgress) -> None:
@@ -122,7 +122,9 @@ class ChatApp(App):
             stop_event=stop,
             on_text=lambda chunk: self.post_message(TokenChunk(chunk)),
         )
-        self.post_message(GenerationFinished(result.text, result.stats.describe(), result.stats.error))
+        self.post_message(
+            GenerationFinished(result.text, result.stats.describe(), result.stats.error)
+        )
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         if self.stream is not None:

@@ -98,7 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
     )
-    parser.add_argument("--data-dir", help="where conversations are kept")
+    sessions = parser.add_argument_group("conversations")
+    sessions.add_argument("--data-dir", help="where conversations are kept")
+    sessions.add_argument(
+        "--session", metavar="NAME", help="create or continue the conversation called NAME"
+    )
+    sessions.add_argument(
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the most recent conversation",
+    )
+    sessions.add_argument(
+        "--no-save", action="store_true", help="one-shot: do not save the exchange"
+    )
+    sessions.add_argument("--list", action="store_true", help="list saved conversations")
+    sessions.add_argument("--search", metavar="TEXT", help="search every saved conversation")
+    sessions.add_argument("--export", metavar="NAME", help="print a conversation (see --format)")
+    sessions.add_argument("--format", choices=["md", "json"], default="md", help="export format")
+    sessions.add_argument(
+        "--import",
+        dest="import_file",
+        metavar="FILE",
+        help="import a chat-tui JSON export or a `transformers chat` history file",
+    )
     return parser
 
 
@@ -168,6 +191,116 @@ def error(message: str) -> None:
     print(f"chat-tui: {message}", file=sys.stderr)
 
 
+def _short_time(iso: str) -> str:
+    return iso.replace("T", " ")[:16]
+
+
+def run_store_command(ns: argparse.Namespace) -> int:
+    from .store import SessionStore, StoreError
+    from .store import export as exporter
+
+    store = SessionStore(ns.data_dir)
+    try:
+        if ns.list:
+            infos, problems = store.scan()
+            if not infos:
+                print(f"No saved conversations in {store.folder}.")
+            else:
+                rows = [
+                    (i.label, i.title, i.model or "-", _short_time(i.updated), str(i.messages))
+                    for i in infos
+                ]
+                header = ("NAME", "TITLE", "MODEL", "UPDATED", "MESSAGES")
+                widths = [min(40, max(len(r[c]) for r in rows + [header])) for c in range(5)]
+                for row in [header, *rows]:
+                    print(
+                        "  ".join(
+                            cell[:w].ljust(w) for cell, w in zip(row, widths, strict=True)
+                        ).rstrip()
+                    )
+            for problem in problems:
+                print(f"unreadable: {problem} (left unchanged)")
+            return EXIT_OK
+        if ns.search is not None:
+            hits = store.search(ns.search)
+            for hit in hits:
+                print(f"{hit.info.label}  {hit.info.title}")
+                for snippet in hit.snippets:
+                    print(f"    {snippet}")
+            if not hits:
+                print(f"No conversation mentions {ns.search!r}.")
+            return EXIT_OK
+        if ns.export is not None:
+            info = store.find(ns.export)
+            if info is None:
+                error(f"No saved conversation called {ns.export!r}; see chat-tui --list.")
+                return EXIT_ERROR
+            sys.stdout.write(exporter.export(store.load(info.id), ns.format))
+            return EXIT_OK
+        if ns.import_file is not None:
+            conv = store.import_conversation(exporter.import_file(ns.import_file))
+            print(
+                f"Imported {ns.import_file} as {conv.id}: {conv.title} "
+                f"({conv.message_count} messages)."
+            )
+            return EXIT_OK
+    except StoreError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    return EXIT_USAGE
+
+
+def open_conversation(ns: argparse.Namespace, spec, settings):
+    """The conversation a one-shot prompt belongs to: named, the latest, or new."""
+    from .store import Conversation, SessionStore, StoreError
+
+    fields = {
+        "model": spec.to_dict(),
+        "system_prompt": ns.system_prompt or "",
+        "settings": dict(settings.values),
+    }
+    if ns.no_save and not (ns.session or ns.continue_last):
+        return None, Conversation(id="unsaved", **fields)
+    store = SessionStore(ns.data_dir)
+    if ns.session:
+        conv, _created = store.open_or_create(ns.session, **fields)
+    elif ns.continue_last:
+        info = store.most_recent()
+        if info is None:
+            raise StoreError("There is no saved conversation to continue.")
+        conv = store.load(info.id)
+    else:
+        conv = store.new(**fields)
+    if ns.system_prompt is not None:
+        conv.system_prompt = ns.system_prompt
+    conv.model = spec.to_dict()
+    return (None if ns.no_save else store), conv
+
+
+class _Signals:
+    """SIGTERM/SIGHUP (an SSH drop) stop generation; the partial reply is then saved
+    marked interrupted before exiting."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        import signal
+
+        self.stop = stop
+        self.received: int | None = None
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.received = signum
+        self.stop.set()
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     from .engine import Engine, EngineError, GenerationSettings
 
@@ -196,22 +329,66 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         out.write(chunk)
         out.flush()
 
-    messages = [{"role": "user", "content": prompt}]
+    from .store import StoreError
+
+    try:
+        store, conv = open_conversation(ns, spec, settings)
+        conv.append("user", prompt)
+        if store is not None:
+            store.save(conv)
+    except StoreError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+
+    signals = _Signals(stop)
+    interrupted = False
     try:
         result = engine.chat(
-            messages, system_prompt=ns.system_prompt, stop_event=stop, on_text=write
+            conv.chat_messages(),
+            system_prompt=conv.system_prompt or None,
+            stop_event=stop,
+            on_text=write,
         )
     except KeyboardInterrupt:
         stop.set()
-        out.write("\n")
-        error("Interrupted.")
-        return EXIT_INTERRUPTED
+        interrupted = True
+        result = None
     except EngineError as exc:
         error(str(exc))
         return EXIT_ERROR
-    if not result.text.endswith("\n"):
+    finally:
+        signals.restore()
+    text = result.text if result else ""
+    if not text.endswith("\n"):
         out.write("\n")
     out.flush()
+    if signals.received or interrupted:
+        reason = "interrupted"
+    else:
+        reason = result.stats.stop_reason
+    stats = result.stats if result else None
+    conv.append(
+        "assistant",
+        text,
+        model=spec.display_name,
+        prompt_tokens=stats.prompt_tokens if stats else None,
+        new_tokens=stats.new_tokens if stats else None,
+        time_to_first_token=stats.time_to_first_token if stats else None,
+        tokens_per_second=stats.tokens_per_second if stats else None,
+        stop_reason=reason,
+        error=stats.error if stats else None,
+    )
+    if store is not None:
+        try:
+            store.save(conv)
+        except StoreError as exc:
+            error(str(exc))
+            return EXIT_ERROR
+    if signals.received:
+        return 128 + signals.received
+    if interrupted:
+        error("Interrupted; the partial reply was saved.")
+        return EXIT_INTERRUPTED
     for notice in result.notices:
         print(f"chat-tui: note: {notice}", file=sys.stderr)
     if ns.stats:
@@ -238,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         error(str(exc))
         return EXIT_USAGE
+    if ns.list or ns.search is not None or ns.export is not None or ns.import_file is not None:
+        return run_store_command(ns)
     if ns.prompt is not None:
         return run_one_shot(ns, spec, settings_args)
 

@@ -58,7 +58,12 @@ def converted_dir(gguf: Path | None = None) -> Path:
 
 def _fingerprint(gguf: Path) -> dict[str, object]:
     stat = gguf.stat()
-    return {"gguf": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format": _FORMAT}
+    return {
+        "gguf": str(gguf),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "format": _FORMAT,
+    }
 
 
 def _is_converted(gguf: Path, target: Path) -> bool:

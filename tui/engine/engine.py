@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import chat_format, generation, loader
 from .errors import EngineError

@@ -181,8 +181,7 @@ def _resolve_hub(spec: ModelSpec, report: Progress) -> ResolvedSource:
         ) from None
     except Exception:
         raise NotCachedOfflineError(
-            f"{repo} is not in the local Hugging Face cache and the Hub cannot be reached; "
-            f"{hint}."
+            f"{repo} is not in the local Hugging Face cache and the Hub cannot be reached; {hint}."
         ) from None
     return ResolvedSource(Path(folder), hub_id=repo, revision=spec.revision)
 

@@ -174,7 +174,9 @@ def model_footprint(model: Any) -> int:
     getter = getattr(model, "get_memory_footprint", None)
     if callable(getter):
         return int(getter())
-    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return sum(
+        t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())
+    )
 
 
 def cache_bytes(cache: Any) -> int:
