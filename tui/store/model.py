@@ -61,6 +61,9 @@ class Conversation:
     messages: list[Message] = field(default_factory=list)
     head: str | None = None
     revision: int = 0  # bumped on every save; a stale writer is refused
+    # (inode, size, mtime_ns) of the file when last read or written by this process: if the
+    # file still matches, nobody else wrote it and the save can skip re-reading it.
+    disk_stamp: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
 
     # -- the active branch -----------------------------------------------------------
     def _by_id(self) -> dict[str, Message]:

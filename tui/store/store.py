@@ -25,7 +25,7 @@ from typing import Any
 from . import codec
 from .atomic import atomic_write, ensure_dir, file_lock
 from .errors import CorruptSessionError, NotFoundError, StaleWriteError, StoreError
-from .model import Conversation, make_title, new_id, now
+from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
 INDEX_VERSION = 1
@@ -68,6 +68,27 @@ class SearchHit:
 def slugify(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     return slug[:80] or "conversation"
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+_REVISION = re.compile(rb"^revision = (\d+)$", re.MULTILINE)
+
+
+def _header_revision(path: Path) -> int | None:
+    """The ``revision`` near the top of a file we wrote (cheap: no full parse)."""
+    try:
+        with open(path, "rb") as handle:
+            match = _REVISION.search(handle.read(4096))
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
 
 
 def _iso(value: datetime) -> str:
@@ -139,7 +160,7 @@ class SessionStore:
         return Conversation(
             id=conv_id,
             name=name,
-            title=title or (make_title(name) if name else "New conversation"),
+            title=title or "New conversation",
             model=dict(model or {}),
             system_prompt=system_prompt,
             settings=dict(settings or {}),
@@ -156,6 +177,7 @@ class SessionStore:
         conv = codec.loads(text, str(path))
         if conv.id != conv_id:  # the file name is the id; trust the name
             conv.id = conv_id
+        conv.disk_stamp = _stamp(path)
         return conv
 
     def save(self, conv: Conversation) -> Path:
@@ -165,7 +187,9 @@ class SessionStore:
         self._ready()
         path = self.path_for(conv.id)
         with file_lock(self._lock_path(conv.id)):
-            if path.exists():
+            stamp = _stamp(path)
+            unchanged = stamp == conv.disk_stamp and _header_revision(path) == conv.revision
+            if stamp is not None and not unchanged:
                 on_disk = self.load(conv.id)  # raises CorruptSessionError: never overwrite
                 if on_disk.revision != conv.revision:
                     raise StaleWriteError(
@@ -179,6 +203,7 @@ class SessionStore:
             except BaseException:
                 conv.revision -= 1
                 raise
+            conv.disk_stamp = _stamp(path)
         self._update_index_entry(conv, path)
         return path
 
