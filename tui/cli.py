@@ -224,7 +224,7 @@ def run_store_command(ns: argparse.Namespace) -> int:
         if ns.search is not None:
             hits = store.search(ns.search)
             for hit in hits:
-                print(f"{hit.info.label}  {hit.info.title}")
+                print(f"{hit.info.id}  {hit.info.title}")
                 for snippet in hit.snippets:
                     print(f"    {snippet}")
             if not hits:
@@ -401,7 +401,7 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = parser.parse_intermixed_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .engine.errors import EngineError

@@ -91,14 +91,28 @@ class IncrementalDecoder:
 
 
 class _Streamer:
-    """transformers streamer: skips the prompt, decodes new tokens, times the first."""
+    """transformers streamer: skips the prompt, decodes new tokens, times the first.
 
-    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None) -> None:
+    With stop strings, text that could be the start of one is held back until the next
+    token shows it is not, so a stop string never reaches the screen; everything after a
+    complete stop string is dropped. ``text`` is exactly what was handed to ``on_text``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        on_text: Callable[[str], None] | None,
+        stop_strings: tuple[str, ...] = (),
+    ) -> None:
         self.decoder = IncrementalDecoder(tokenizer)
         self.on_text = on_text
+        self.stop_strings = tuple(s for s in stop_strings if s)
         self.prompt_seen = False
         self.first_token_at: float | None = None
         self.token_ids: list[int] = []
+        self.text = ""
+        self.pending = ""
+        self.hit_stop = False
 
     def put(self, value: Any) -> None:
         if not self.prompt_seen:
@@ -108,14 +122,43 @@ class _Streamer:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.token_ids.extend(ids)
-        chunk = self.decoder.push(ids)
-        if chunk and self.on_text is not None:
-            self.on_text(chunk)
+        self._emit(self.decoder.push(ids))
 
     def end(self) -> None:
-        chunk = self.decoder.flush()
-        if chunk and self.on_text is not None:
-            self.on_text(chunk)
+        self._emit(self.decoder.flush())
+        if not self.hit_stop and self.pending:
+            self._send(self.pending)
+        self.pending = ""
+
+    def _send(self, chunk: str) -> None:
+        if chunk:
+            self.text += chunk
+            if self.on_text is not None:
+                self.on_text(chunk)
+
+    def _emit(self, chunk: str) -> None:
+        if self.hit_stop or not chunk:
+            return
+        if not self.stop_strings:
+            self._send(chunk)
+            return
+        self.pending += chunk
+        cut = min(
+            (i for i in (self.pending.find(s) for s in self.stop_strings) if i >= 0), default=-1
+        )
+        if cut >= 0:
+            self.hit_stop = True
+            self._send(self.pending[:cut])
+            self.pending = ""
+            return
+        hold = 0
+        for stop in self.stop_strings:
+            for k in range(min(len(stop) - 1, len(self.pending)), hold, -1):
+                if self.pending.endswith(stop[:k]):
+                    hold = k
+                    break
+        self._send(self.pending[: len(self.pending) - hold])
+        self.pending = self.pending[len(self.pending) - hold :]
 
 
 def _stop_criteria(event: threading.Event) -> Any:
@@ -234,7 +277,6 @@ def generate(
     started = time.perf_counter()
     event = stop_event or threading.Event()
     model, tokenizer = loaded.model, loaded.tokenizer
-    streamer = _Streamer(tokenizer, on_text)
     stats = GenerationStats(prompt_tokens=len(prompt_ids))
 
     base = model.generation_config.to_dict() if model.generation_config else {}
@@ -242,13 +284,18 @@ def generate(
     if stop_strings:
         base["stop_strings"] = list(base.get("stop_strings") or []) + list(stop_strings)
     config = GenerationConfig(**{k: v for k, v in base.items() if not k.startswith("_")})
+    stops = config.stop_strings or ()
+    streamer = _Streamer(tokenizer, on_text, (stops,) if isinstance(stops, str) else tuple(stops))
     if config.pad_token_id is None:
         config.pad_token_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id
         )
     beams = (config.num_beams or 1) > 1
     use_cache_reuse = cache_store is not None and cache_key is not None and not beams
+    # Speculative decoding (a draft model, or prompt lookup in transformers 5.x) does not
+    # handle a cache covering only part of the prompt: those turns prefill in full.
     use_cache_reuse = use_cache_reuse and assistant_model is None
+    use_cache_reuse = use_cache_reuse and not config.prompt_lookup_num_tokens
 
     entry = cache_store.take(cache_key) if use_cache_reuse else None
     cache, reused = _reuse(entry, prompt_ids)
@@ -304,11 +351,7 @@ def generate(
         streamer.put(torch.tensor(new_ids))
     streamer.end()
     new_ids = streamer.token_ids
-    text = streamer.decoder.text
-    for stop in stop_strings:
-        index = text.find(stop)
-        if index >= 0:
-            text = text[:index]
+    text = streamer.text
 
     stats.new_tokens = len(new_ids)
     stats.total_seconds = finished - started
@@ -322,9 +365,7 @@ def generate(
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if event.is_set():
             stats.stop_reason = STOP_STOPPED
-        elif (new_ids and new_ids[-1] in eos_ids) or any(
-            stop in streamer.decoder.text for stop in (config.stop_strings or [])
-        ):
+        elif (new_ids and new_ids[-1] in eos_ids) or streamer.hit_stop:
             stats.stop_reason = STOP_EOS
         elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
             stats.stop_reason = STOP_LENGTH

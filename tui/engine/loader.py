@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -36,8 +37,13 @@ _HUB_PATTERNS = [
     "tokenizer*",
 ]
 
-# bitsandbytes warns on every 8-bit matmul on CPU; one notice in the log is enough.
-warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+
+def _quiet_bitsandbytes() -> None:
+    """bitsandbytes logs a line on every 8-bit matmul on CPU (and a kernel notice on
+    import); on a terminal UI that is a flood over the screen."""
+    for name in ("bitsandbytes", "bitsandbytes.autograd._functions", "bitsandbytes.backends"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
 
 
 @dataclass
@@ -102,14 +108,18 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
 
     report = progress or (lambda f, s: None)
     source = spec.source
+    # a first-use conversion reports 0..1 of its own: map it below the load's stages
+    convert_report = lambda fraction, stage: report(0.1 * fraction, stage)  # noqa: E731
     if spec.is_default:
-        return ResolvedSource(default_model.ensure_converted(report), hub_id=default_model.HUB_ID)
+        return ResolvedSource(
+            default_model.ensure_converted(convert_report), hub_id=default_model.HUB_ID
+        )
 
     path = Path(source).expanduser()
     if spec.is_gguf:
         if not path.is_file():
             raise MissingFilesError(f"No such GGUF file: {source}.")
-        return ResolvedSource(default_model.convert_gguf(path, progress=report))
+        return ResolvedSource(default_model.convert_gguf(path, progress=convert_report))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise MissingFilesError(
@@ -254,6 +264,7 @@ def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
             f"bitsandbytes {label} quantization does not run on mps; use --device cpu or "
             "drop the quantization."
         )
+    _quiet_bitsandbytes()
     try:
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig

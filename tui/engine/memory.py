@@ -96,7 +96,7 @@ def estimate(
         weight = (total - linear) * width + linear // 2 + linear // 64 * 4
     else:
         weight = total * width
-    kv_width = width if quantization == "none" else 2
+    kv_width = width  # quantized models compute, and cache, in the non-quantized dtype
     cfg = _text_config(config)
     return MemoryEstimate(
         parameters=total,

@@ -375,13 +375,11 @@ class SessionStore:
             except CorruptSessionError:
                 continue
             snippets = []
-            if needle in conv.title.casefold():
-                snippets.append(conv.title)
             for m in conv.messages:
                 index = m.content.casefold().find(needle)
                 if index >= 0:
                     snippets.append(f"{m.role}: {_snippet(m.content, index, len(text))}")
-            if snippets:
+            if snippets or needle in conv.title.casefold():
                 hits.append(SearchHit(info, snippets[:5]))
                 if len(hits) >= limit:
                     break

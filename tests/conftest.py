@@ -1,0 +1,222 @@
+"""Shared fixtures: an offline environment, the real tokenizer, and tiny random models.
+
+Test modules import torch and transformers inside fixtures and tests, never at module
+top, so nothing reads ``HF_HUB_OFFLINE`` before :func:`test_env` has set it.
+
+Every tiny model is saved with ``save_pretrained`` (weights and the bundled model's
+real tokenizer files) and loaded through the same path users take:
+``Engine.load(ModelSpec(source=folder))``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui.engine import Engine, GenerationSettings, ModelSpec
+
+SYSTEM_REJECTING_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "<start_of_turn>{{ message['role'] }}\n{{ message['content'] }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Offline, quiet, and every chat-tui folder in a temp dir (except a cache dir the
+    caller chose, so a warm converted default model can be reused between runs).
+
+    Yields the environment for CLI subprocesses."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    patch.setenv("TOKENIZERS_PARALLELISM", "false")
+    if not os.environ.get("CHAT_TUI_CACHE_DIR"):
+        patch.setenv("CHAT_TUI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    patch.setenv("CHAT_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    patch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+    from huggingface_hub import constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: fail loudly if something
+    # imported it before this fixture ran, rather than let a test reach for the network.
+    assert constants.HF_HUB_OFFLINE, "huggingface_hub was imported before HF_HUB_OFFLINE=1"
+    yield dict(os.environ)
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(test_env: dict[str, str]) -> Path:
+    """The bundled SmolLM2-135M-Instruct as a safetensors folder (converted once)."""
+    from tui.engine import default_model
+
+    return default_model.ensure_converted()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model_dir: Path) -> Any:
+    """The real tokenizer of the bundled model (byte-level BPE, ChatML template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_dir)
+
+
+def _save_tokenizer(source: Path, folder: Path, chat_template: Any = ...) -> None:
+    """Save the real tokenizer files into ``folder``, optionally replacing the template
+    (``None`` saves a tokenizer without one, like a base model's)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    if chat_template is not ...:
+        tok.chat_template = chat_template
+    tok.save_pretrained(folder)
+    if chat_template is None:
+        for leftover in folder.glob("chat_template.*"):
+            leftover.unlink()
+        assert AutoTokenizer.from_pretrained(folder).chat_template is None
+
+
+def _tiny_config(kind: str, tokenizer: Any, **overrides: Any) -> Any:
+    from transformers import LlamaConfig, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[kind]
+    values = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        # Large random weights give peaked logits: greedy decoding has no near-ties, so
+        # results that should be equal (cache reuse, speculation) are exactly equal.
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    values.update(overrides)
+    return cls(**values)
+
+
+def _build(kind: str, tokenizer: Any, default_model_dir: Path, folder: Path, seed: int) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_tiny_config(kind, tokenizer))
+    model.save_pretrained(folder)
+    _save_tokenizer(default_model_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer, default_model_dir) -> Path:
+    return _build("llama", tokenizer, default_model_dir, tmp_path_factory.mktemp("llama"), 0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory, tokenizer, default_model_dir) -> Path:
+    return _build("qwen2", tokenizer, default_model_dir, tmp_path_factory.mktemp("qwen2"), 1)
+
+
+def _copy_weights(source: Path, folder: Path) -> None:
+    import shutil
+
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(source / name, folder / name)
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory, tiny_llama_dir, default_model_dir) -> Path:
+    """The tiny llama with a tokenizer that has no chat template (a base model)."""
+    folder = tmp_path_factory.mktemp("base")
+    _copy_weights(tiny_llama_dir, folder)
+    _save_tokenizer(default_model_dir, folder, chat_template=None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def no_system_dir(tmp_path_factory, tiny_llama_dir, default_model_dir) -> Path:
+    """The tiny llama with a Gemma-style template that raises on the system role."""
+    folder = tmp_path_factory.mktemp("nosystem")
+    _copy_weights(tiny_llama_dir, folder)
+    _save_tokenizer(default_model_dir, folder, chat_template=SYSTEM_REJECTING_TEMPLATE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bigram_dir(tmp_path_factory, tokenizer, default_model_dir) -> Path:
+    """A base model (no chat template) whose greedy output is a known loop.
+
+    One layer whose attention and MLP write nothing, so the logits depend on the
+    current token alone, and an LM head built so that ``:`` -> `` Paris`` -> ``\\n`` ->
+    ``User`` -> ``:``. On the fallback transcript (which ends in ``Assistant:``) it
+    answers `` Paris`` and then writes the ``\\nUser:`` stop string.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def token(text: str) -> int:
+        (only,) = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return only
+
+    colon, paris, newline, user = token(":"), token(" Paris"), token("\n"), token("User")
+    torch.manual_seed(2)
+    config = _tiny_config("llama", tokenizer, num_hidden_layers=1, tie_word_embeddings=False)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        head = model.lm_head.weight
+        head.zero_()
+        embed = model.model.embed_tokens.weight
+        for current, following in (
+            (colon, paris),
+            (paris, newline),
+            (newline, user),
+            (user, colon),
+        ):
+            head[following] += 10 * embed[current] / embed[current].norm()
+    folder = tmp_path_factory.mktemp("bigram")
+    model.save_pretrained(folder)
+    _save_tokenizer(default_model_dir, folder, chat_template=None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def llama_engine(tiny_llama_dir: Path) -> Engine:
+    """A shared engine on the tiny llama; tests using it must not change its settings."""
+    engine = Engine()
+    engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
+    return engine
+
+
+@pytest.fixture(scope="session")
+def qwen_engine(tiny_qwen_dir: Path) -> Engine:
+    engine = Engine()
+    engine.load(ModelSpec(source=str(tiny_qwen_dir), dtype="fp32"))
+    return engine
+
+
+@pytest.fixture(scope="session")
+def greedy() -> Any:
+    """``greedy("max_new_tokens=8")``: greedy decoding settings plus the assignments."""
+
+    def make(*assignments: str) -> GenerationSettings:
+        settings = GenerationSettings()
+        settings.update(["do_sample=false", *assignments])
+        return settings
+
+    return make

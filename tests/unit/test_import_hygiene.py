@@ -1,0 +1,22 @@
+"""The engine and the CLI module import without Textual, torch or transformers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("textual", "torch", "transformers")
+
+
+def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
+    code = (
+        "import json, sys\n"
+        "import tui.engine, tui.engine.engine, tui.engine.loader, tui.engine.generation\n"
+        "import tui.cli\n"
+        f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout) == []

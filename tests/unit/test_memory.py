@@ -1,0 +1,84 @@
+"""Memory: estimates from the config match what loading and generating really take."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.engine import Engine, ModelSpec, memory
+
+HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
+
+
+@pytest.fixture(scope="module")
+def config(tiny_llama_dir):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(tiny_llama_dir)
+
+
+def test_kv_bytes_per_token_formula(config) -> None:
+    layers, kv_heads, head_dim = 2, 2, 64 // 4
+    assert memory.kv_bytes_per_token(config, 4) == layers * 2 * kv_heads * head_dim * 4 == 512
+    assert memory.kv_bytes_per_token(config, 2) == 256
+
+
+def test_weight_estimate_matches_the_loaded_footprint(config, llama_engine) -> None:
+    estimate = memory.estimate(config, "fp32")
+    footprint = llama_engine.loaded.footprint_bytes
+    assert abs(estimate.weight_bytes - footprint) <= 0.05 * footprint
+    assert estimate.parameters * 4 == estimate.weight_bytes
+    assert estimate.context_limit == 2048
+    assert estimate.total_bytes(100) == estimate.weight_bytes + 100 * estimate.kv_bytes_per_token
+    assert "parameters" in estimate.describe()
+
+
+def test_smaller_precisions_are_estimated_smaller(config) -> None:
+    fp32 = memory.estimate(config, "fp32").weight_bytes
+    bf16 = memory.estimate(config, "bf16").weight_bytes
+    eight = memory.estimate(config, "fp32", "8bit").weight_bytes
+    four = memory.estimate(config, "fp32", "4bit").weight_bytes
+    assert bf16 * 2 == fp32
+    assert four < eight < fp32
+    assert memory.estimate(config, "bf16", "4bit").weight_bytes < bf16
+
+
+def test_snapshot() -> None:
+    snap = memory.snapshot()
+    assert snap.process_rss > 0
+    assert snap.system_available > 0
+    assert snap.system_total >= snap.system_available
+    assert snap.accelerators == ()  # no GPU here
+
+
+def test_human_bytes() -> None:
+    assert memory.human_bytes(None) == "n/a"
+    assert memory.human_bytes(512) == "512 B"
+    assert memory.human_bytes(1536) == "1.5 KiB"
+    assert memory.human_bytes(3 * memory.GiB) == "3.0 GiB"
+
+
+def test_cache_bytes_after_a_turn(tiny_llama_dir, config, greedy) -> None:
+    engine = Engine()
+    engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
+    assert engine.cache_bytes() == 0
+    result = engine.chat(
+        HELLO, conversation_id="c", settings=greedy("max_new_tokens=5", "min_new_tokens=5")
+    )
+    cached = engine.kv_cache.tokens("c")
+    # the last generated token has not been through the model yet
+    assert cached == result.stats.prompt_tokens + result.stats.new_tokens - 1
+    assert engine.cache_bytes("c") == memory.kv_bytes_per_token(config, 4) * cached > 0
+    assert engine.loaded.estimate.kv_bytes(cached) == engine.cache_bytes("c")
+
+
+@pytest.mark.parametrize("quantization", ["8bit", "4bit"])
+def test_kv_estimate_of_a_quantized_model_matches_its_cache(
+    tiny_llama_dir, greedy, quantization
+) -> None:
+    """On CPU a quantized model computes (and caches) in fp32; the estimate the memory
+    meter shows per token should say so."""
+    engine = Engine()
+    loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
+    engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
+    per_token = engine.cache_bytes("c") // engine.kv_cache.tokens("c")
+    assert loaded.estimate.kv_bytes_per_token == per_token
