@@ -1,4 +1,5 @@
-"""The engine and the CLI module import without Textual, torch or transformers."""
+"""The engine, the store and the CLI module import without Textual, torch or
+transformers: they stay usable without a terminal, and the UI paints first."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
     code = (
         "import json, sys\n"
         "import tui.engine, tui.engine.engine, tui.engine.loader, tui.engine.generation\n"
-        "import tui.cli\n"
+        "import tui.cli, tui.store, tui.store.store, tui.store.export, tui.store.codec\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
     )
     done = subprocess.run(

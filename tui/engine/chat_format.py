@@ -71,9 +71,13 @@ def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"role": "user", "content": system}, *rest]
 
 
-def _render(tokenizer: Any, messages: list[dict], template: str) -> str:
+def _render(tokenizer: Any, messages: list[dict], template: str, continue_final: bool) -> str:
     return tokenizer.apply_chat_template(
-        messages, chat_template=template, add_generation_prompt=True, tokenize=False
+        messages,
+        chat_template=template,
+        add_generation_prompt=not continue_final,
+        continue_final_message=continue_final,
+        tokenize=False,
     )
 
 
@@ -82,6 +86,7 @@ def build_prompt(
     messages: Sequence[dict[str, str]],
     system_prompt: str | None = None,
     template_override: str | None = None,
+    continue_final: bool = False,
 ) -> Prompt:
     msgs = with_system(messages, system_prompt)
     template = template_override or getattr(tokenizer, "chat_template", None)
@@ -91,12 +96,12 @@ def build_prompt(
         template = FALLBACK_TEMPLATE
         notices.append(FALLBACK_NOTICE)
     try:
-        text = _render(tokenizer, msgs, template)
+        text = _render(tokenizer, msgs, template, continue_final)
     except Exception as first:
         if not (msgs and msgs[0]["role"] == "system"):
             raise TemplateError(f"The chat template failed to render: {first}.") from None
         try:
-            text = _render(tokenizer, fold_system(msgs), template)
+            text = _render(tokenizer, fold_system(msgs), template, continue_final)
         except Exception as second:
             raise TemplateError(f"The chat template failed to render: {second}.") from None
         notices.append(FOLDED_SYSTEM_NOTICE)

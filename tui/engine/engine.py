@@ -86,12 +86,16 @@ class Engine:
         settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+        continue_final: bool = False,
     ) -> generation.GenerationResult:
         """Generate the assistant's next reply to ``messages`` (role/content dicts).
 
         Raises :class:`EngineError` before generation starts (no model, bad template);
         a failure mid-stream is returned as ``stats.stop_reason == 'error'`` with the
-        partial text, so nothing already shown is lost.
+        partial text, so nothing already shown is lost. ``on_start`` is called once this
+        caller has the model (another conversation may have been generating);
+        ``continue_final`` continues the last (assistant) message instead of answering.
         """
         event = stop_event or threading.Event()
         while not self._generate_lock.acquire(timeout=0.05):
@@ -99,9 +103,11 @@ class Engine:
                 stats = generation.GenerationStats(stop_reason=generation.STOP_STOPPED)
                 return generation.GenerationResult("", stats)
         try:
+            if on_start is not None:
+                on_start()
             loaded = self.require_model()
             prompt = chat_format.build_prompt(
-                loaded.tokenizer, messages, system_prompt, loaded.chat_template
+                loaded.tokenizer, messages, system_prompt, loaded.chat_template, continue_final
             )
             active = settings or self.settings
             kwargs = active.generation_kwargs()

@@ -405,3 +405,58 @@ def _load(spec: ModelSpec, report: Progress, started: float, template: str | Non
     )
     report(1.0, f"loaded {spec.display_name} in {loaded.load_seconds:.1f} s")
     return loaded
+
+
+@dataclass
+class EstimateReport:
+    estimate: memory.MemoryEstimate
+    dtype: str
+    device: str
+    available: int
+
+    def describe(self, tokens: int = 4096) -> str:
+        fits = "fits" if self.estimate.total_bytes(tokens) < self.available else "does NOT fit"
+        return (
+            f"{self.estimate.describe(tokens)}; {memory.human_bytes(self.available)} free on "
+            f"{self.device}: {fits}"
+        )
+
+
+def estimate_for(spec: ModelSpec) -> EstimateReport:
+    """The memory ``spec`` would need, from a config already on this machine (nothing is
+    downloaded or converted). Raises :class:`EngineError` if no config is at hand."""
+    from transformers import AutoConfig
+
+    from . import default_model
+
+    if spec.is_default:
+        folder = default_model.converted_dir()
+    elif spec.is_gguf:
+        folder = default_model.converted_dir(Path(spec.source).expanduser())
+    elif Path(spec.source).expanduser().is_dir():
+        folder = Path(spec.source).expanduser()
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(
+                snapshot_download(
+                    spec.source,
+                    revision=spec.revision,
+                    allow_patterns=["config.json"],
+                    local_files_only=True,
+                )
+            )
+        except Exception:
+            raise NotCachedOfflineError(
+                f"No local config for {spec.source}; the estimate appears once it is downloaded."
+            ) from None
+    if not (folder / "config.json").is_file():
+        raise MissingFilesError(
+            f"No config for {spec.display_name} yet (it is converted on first load)."
+        )
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec, config, device)
+    estimate = memory.estimate(config, dtype, spec.quantization, spec.trust_remote_code)
+    return EstimateReport(estimate, dtype, device, _available_bytes(device))

@@ -1,0 +1,77 @@
+"""One message: a header line (role, model, stats) and a Markdown body that streams."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import Markdown, Static
+
+from ..store.model import Message
+
+ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def describe(message: Message) -> str:
+    parts = [ROLE_LABEL.get(message.role, message.role)]
+    if message.role == "assistant":
+        if message.model:
+            parts.append(message.model)
+        if message.new_tokens:
+            parts.append(f"{message.new_tokens} tokens")
+        if message.time_to_first_token:
+            parts.append(f"first token {message.time_to_first_token * 1000:.0f} ms")
+        if message.tokens_per_second:
+            parts.append(f"{message.tokens_per_second:.1f} tok/s")
+        if message.stop_reason in ("stopped", "interrupted", "error", "length"):
+            parts.append(f"[{message.stop_reason}]")
+    return " · ".join(parts)
+
+
+class MessageView(Vertical):
+    """A chat message. ``streaming`` is set while tokens arrive."""
+
+    streaming: reactive[bool] = reactive(False)
+
+    def __init__(self, message: Message, **kwargs) -> None:
+        classes = f"{message.role} {kwargs.pop('classes', '')}".strip()
+        super().__init__(classes=classes, **kwargs)
+        self.message = message
+        self._stream = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(describe(self.message), classes="message-header")
+        yield Markdown(self.message.content, classes="message-body")
+
+    @property
+    def body(self) -> Markdown:
+        return self.query_one(".message-body", Markdown)
+
+    def refresh_header(self) -> None:
+        self.query_one(".message-header", Static).update(describe(self.message))
+        self.set_class(self.message.interrupted, "interrupted")
+
+    def watch_streaming(self, streaming: bool) -> None:
+        self.set_class(streaming, "streaming")
+
+    async def write(self, chunk: str) -> None:
+        """Append streamed text (Markdown.get_stream batches the re-rendering)."""
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.body)
+            self.streaming = True
+        await self._stream.write(chunk)
+
+    async def finish(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.streaming = False
+        self.refresh_header()
+
+    async def set_text(self, text: str) -> None:
+        await self.body.update(text)
+
+    def code_blocks(self) -> list[str]:
+        import re
+
+        return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", self.message.content, re.S)]

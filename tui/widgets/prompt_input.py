@@ -1,0 +1,80 @@
+"""The prompt: Enter sends, ctrl+j (or shift+enter) inserts a newline, Up/Down at the
+edges of the text recall earlier prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+
+class PromptInput(TextArea):
+    DEFAULT_CSS = """
+    PromptInput {
+        height: auto;
+        max-height: 10;
+        min-height: 3;
+    }
+    """
+
+    @dataclass
+    class Submitted(Message):
+        input: PromptInput
+        text: str
+
+    def __init__(self, history: list[str] | None = None, **kwargs) -> None:
+        super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)
+        self.prompt_history: list[str] = list(history or [])
+        self._recall: int | None = None
+        self._draft = ""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.prevent_default()
+            event.stop()
+            text = self.text
+            if text.strip():
+                self.remember(text)
+                self.post_message(self.Submitted(self, text))
+            return
+        if event.key in ("ctrl+j", "shift+enter", "alt+enter"):
+            event.prevent_default()
+            event.stop()
+            self.insert("\n")
+            return
+        if event.key == "up" and self.cursor_location[0] == 0 and self.prompt_history:
+            event.prevent_default()
+            event.stop()
+            self._step(-1)
+            return
+        if (
+            event.key == "down"
+            and self._recall is not None
+            and self.cursor_location[0] == self.document.line_count - 1
+        ):
+            event.prevent_default()
+            event.stop()
+            self._step(1)
+            return
+        await super()._on_key(event)
+
+    def remember(self, text: str) -> None:
+        if not self.prompt_history or self.prompt_history[-1] != text:
+            self.prompt_history.append(text)
+        self._recall = None
+
+    def _step(self, delta: int) -> None:
+        if self._recall is None:
+            if delta > 0:
+                return
+            self._draft = self.text
+            self._recall = len(self.prompt_history)
+        self._recall = max(0, self._recall + delta)
+        if self._recall >= len(self.prompt_history):
+            self._recall = None
+            self.load_text(self._draft)
+        else:
+            self.load_text(self.prompt_history[self._recall])
+        self.move_cursor(self.document.end)

@@ -1,0 +1,163 @@
+"""The side panel: model, precision, device, attention, system prompt and generation
+settings, the memory estimate against what is free, and Apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from ..engine.spec import ModelSpec
+
+PRECISIONS = [
+    ("auto", "auto"),
+    ("bf16", "bf16"),
+    ("fp16", "fp16"),
+    ("fp32", "fp32"),
+    ("8-bit (bitsandbytes)", "8bit"),
+    ("4-bit nf4 (bitsandbytes)", "4bit"),
+]
+DEVICES = ["auto", "cpu", "cuda:0", "cuda:1", "mps"]
+ATTENTION = ["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"]
+GENERATION_FIELDS = [
+    ("max_new_tokens", "max new tokens"),
+    ("temperature", "temperature (0 = greedy)"),
+    ("top_p", "top p"),
+    ("top_k", "top k"),
+    ("repetition_penalty", "repetition penalty"),
+    ("seed", "seed"),
+]
+
+
+def spec_from_choice(
+    base: ModelSpec, source: str, precision: str, device: str, attention: str
+) -> ModelSpec:
+    quantization = precision if precision in ("8bit", "4bit") else "none"
+    dtype = precision if quantization == "none" else base.dtype
+    return base.with_changes(
+        source=source.strip() or base.source,
+        dtype=dtype,
+        quantization=quantization,
+        device=device,
+        attn_implementation=attention,
+    )
+
+
+class SettingsPanel(VerticalScroll):
+    @dataclass
+    class Applied(Message):
+        spec: ModelSpec
+        system_prompt: str
+        settings: list[str]  # name=value assignments; empty value = unset
+
+    @dataclass
+    class EstimateReady(Message):
+        text: str
+
+    def __init__(self, spec: ModelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        yield Static("Model", classes="panel-title")
+        yield Input(
+            spec.source, placeholder="default, org/name, folder or .gguf", id="model-source"
+        )
+        yield Label("precision")
+        precision = spec.quantization if spec.quantization != "none" else spec.dtype
+        yield Select(PRECISIONS, value=precision, allow_blank=False, id="precision")
+        yield Label("device")
+        yield Select([(d, d) for d in DEVICES], value=spec.device, allow_blank=False, id="device")
+        yield Label("attention")
+        yield Select(
+            [(a, a) for a in ATTENTION],
+            value=spec.attn_implementation,
+            allow_blank=False,
+            id="attention",
+        )
+        yield Static("", id="estimate", classes="estimate")
+        yield Static("Conversation", classes="panel-title")
+        yield Label("system prompt")
+        yield TextArea("", id="system-prompt", classes="system-prompt")
+        for name, label in GENERATION_FIELDS:
+            yield Label(label)
+            yield Input("", placeholder="model default", id=f"gen-{name}", classes="gen-field")
+        yield Button("Apply (reloads the model if it changed)", id="apply", variant="primary")
+
+    def on_mount(self) -> None:
+        self.refresh_estimate()
+
+    def show_conversation(self, system_prompt: str, settings: dict[str, Any]) -> None:
+        """Fill the conversation fields from the active tab."""
+        self.query_one("#system-prompt", TextArea).load_text(system_prompt)
+        for name, _label in GENERATION_FIELDS:
+            value = settings.get(name)
+            self.query_one(f"#gen-{name}", Input).value = "" if value is None else str(value)
+
+    def show_spec(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.query_one("#model-source", Input).value = spec.source
+        precision = spec.quantization if spec.quantization != "none" else spec.dtype
+        self.query_one("#precision", Select).value = precision
+        self.query_one("#device", Select).value = spec.device if spec.device in DEVICES else "auto"
+        self.query_one("#attention", Select).value = spec.attn_implementation
+        self.refresh_estimate()
+
+    def chosen_spec(self) -> ModelSpec:
+        return spec_from_choice(
+            self.spec,
+            self.query_one("#model-source", Input).value,
+            str(self.query_one("#precision", Select).value),
+            str(self.query_one("#device", Select).value),
+            str(self.query_one("#attention", Select).value),
+        )
+
+    @on(Select.Changed)
+    @on(Input.Submitted, "#model-source")
+    def _changed(self) -> None:
+        self.refresh_estimate()
+
+    def refresh_estimate(self) -> None:
+        try:
+            spec = self.chosen_spec()
+        except Exception as exc:
+            self.query_one("#estimate", Static).update(str(exc))
+            return
+        self.query_one("#estimate", Static).update("estimating memory…")
+        self._estimate(spec)
+
+    @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
+    def _estimate(self, spec: ModelSpec) -> None:
+        from ..engine import loader
+        from ..engine.errors import EngineError
+
+        try:
+            text = "estimate: " + loader.estimate_for(spec).describe()
+        except EngineError as exc:
+            text = str(exc)
+        except Exception as exc:
+            text = f"No estimate: {exc}"
+        self.post_message(self.EstimateReady(text))
+
+    def on_settings_panel_estimate_ready(self, message: EstimateReady) -> None:
+        self.query_one("#estimate", Static).update(message.text)
+
+    @on(Button.Pressed, "#apply")
+    def apply(self) -> None:
+        try:
+            spec = self.chosen_spec()
+        except Exception as exc:
+            self.app.notify(str(exc), severity="error")
+            return
+        assignments = []
+        for name, _label in GENERATION_FIELDS:
+            value = self.query_one(f"#gen-{name}", Input).value.strip()
+            assignments.append(f"{name}={value}")
+        system = self.query_one("#system-prompt", TextArea).text
+        self.post_message(self.Applied(spec, system, assignments))
