@@ -21,3 +21,17 @@ def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert json.loads(done.stdout) == []
+
+
+def test_the_app_module_imports_without_model_libraries() -> None:
+    """The window can paint before torch and transformers load (the load worker
+    imports them off the UI thread)."""
+    code = (
+        "import json, sys\n"
+        "import tui.app\n"
+        "print(json.dumps([m for m in ('torch', 'transformers') if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout) == []

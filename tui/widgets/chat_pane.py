@@ -9,6 +9,7 @@ saved at once.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -26,6 +27,34 @@ from .prompt_input import PromptInput
 
 if TYPE_CHECKING:
     from ..app import ChatApp
+
+
+class _ChunkBuffer:
+    """Coalesce streamed text into a few UI updates a second.
+
+    Re-rendering the growing Markdown costs the UI thread CPU that the model needs (on
+    two cores, per-token updates cut generation speed by a quarter), and the cost grows
+    with the reply, so the interval grows with it: 10 updates/s at first, 2/s for a
+    reply of 8,000 characters or more."""
+
+    def __init__(self, post: Any) -> None:
+        self.post = post
+        self.parts: list[str] = []
+        self.last = 0.0
+        self.total = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.total += len(text)
+        now = time.monotonic()
+        if now - self.last >= min(0.5, 0.1 + self.total / 20000):
+            self.flush()
+            self.last = now
+
+    def flush(self) -> None:
+        if self.parts:
+            self.post("".join(self.parts))
+            self.parts.clear()
 
 
 class ChatPane(Vertical):
@@ -210,16 +239,20 @@ class ChatPane(Vertical):
                 result = GenerationResult("", GenerationStats(stop_reason=STOP_STOPPED))
                 self.post_message(GenerationFinished(result, continue_last))
                 return
-        result = app.engine.chat(
-            messages,
-            system_prompt=system_prompt,
-            conversation_id=conversation_id,
-            settings=GenerationSettings(dict(settings)),
-            stop_event=stop,
-            on_text=lambda chunk: self.post_message(TokenChunk(chunk)),
-            on_start=lambda: self.post_message(GenerationStarted()),
-            continue_final=continue_last,
-        )
+        buffer = _ChunkBuffer(lambda text: self.post_message(TokenChunk(text)))
+        try:
+            result = app.engine.chat(
+                messages,
+                system_prompt=system_prompt,
+                conversation_id=conversation_id,
+                settings=GenerationSettings(dict(settings)),
+                stop_event=stop,
+                on_text=buffer.add,
+                on_start=lambda: self.post_message(GenerationStarted()),
+                continue_final=continue_last,
+            )
+        finally:
+            buffer.flush()
         self.post_message(GenerationFinished(result, continue_last))
 
     def on_generation_started(self, message: GenerationStarted) -> None:
