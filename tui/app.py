@@ -38,6 +38,8 @@ from .widgets.settings_panel import SettingsPanel
 
 class ChatApp(App):
     TITLE = "chat-tui"
+    # the screen gets -narrow / -wide classes; app.tcss adapts the side panel
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (160, "-wide")]
     CSS_PATH = [Path(__file__).with_name("app.tcss"), *themes.stylesheets()]
     COMMANDS = App.COMMANDS | {ConversationProvider, ModelProvider, ChatCommandProvider}
     BINDINGS = [
@@ -626,8 +628,8 @@ def run_app(ns: argparse.Namespace, spec: ModelSpec, settings_args: list[str]) -
         prompt_lookup=ns.prompt_lookup,
         assistant_model=ns.assistant_model,
     )
-    code = app.run()
-    return code or 0
+    app.run()
+    return app.return_code or 0
 
 
 def _spec_with_flags(spec: ModelSpec) -> ModelSpec:
