@@ -543,6 +543,18 @@ class ChatApp(App):
             self.show_stats(pane)
         elif name == "regenerate":
             await pane.regenerate()
+        elif name == "copy":
+            reply = pane.last_reply()
+            if reply is None:
+                self.notify("No reply to copy.", severity="warning")
+            elif arg.startswith("code"):
+                blocks = _code_blocks(reply.content)
+                if blocks:
+                    self.copy_text(blocks[-1], "the last code block")
+                else:
+                    self.notify("The last reply has no code block.", severity="warning")
+            else:
+                self.copy_text(reply.content, "the last reply")
         elif name == "continue":
             if pane.generating:
                 self.notify("Still answering; press Esc to stop it first.", severity="warning")
@@ -616,6 +628,12 @@ class ChatApp(App):
                 pane.save()
         self._remember_tabs()
         self.exit()
+
+
+def _code_blocks(text: str) -> list[str]:
+    import re
+
+    return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", text, re.S)]
 
 
 def run_app(ns: argparse.Namespace, spec: ModelSpec, settings_args: list[str]) -> int:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("", "show the last reply's statistics and memory use"),
     "regenerate": ("", "replace the last reply (the old one stays reachable)"),
     "continue": ("", "continue the last (stopped) reply"),
+    "copy": ("[code]", "copy the last reply, or its last code block (OSC 52)"),
     "exit": ("", "quit chat-tui"),
 }
 ALIASES = {"quit": "exit", "q": "exit", "h": "help", "?": "help", "retry": "regenerate"}

@@ -70,8 +70,3 @@ class MessageView(Vertical):
 
     async def set_text(self, text: str) -> None:
         await self.body.update(text)
-
-    def code_blocks(self) -> list[str]:
-        import re
-
-        return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", self.message.content, re.S)]
