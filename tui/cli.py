@@ -98,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
     )
+    remote = parser.add_argument_group("remote server (OpenAI-compatible)")
+    remote.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="chat through a server such as `transformers serve`, vLLM, TGI, llama.cpp or "
+        "Ollama, e.g. http://127.0.0.1:8000/v1",
+    )
+    remote.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    remote.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="give up on a server that sends nothing for S seconds (default 60)",
+    )
+    remote.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+    )
     sessions = parser.add_argument_group("conversations")
     sessions.add_argument("--data-dir", help="where conversations are kept")
     sessions.add_argument(
@@ -274,6 +297,8 @@ def open_conversation(ns: argparse.Namespace, spec, settings):
     if ns.system_prompt is not None:
         conv.system_prompt = ns.system_prompt
     conv.model = spec.to_dict()
+    if ns.endpoint:  # the URL only: the API key is never written
+        conv.model["endpoint"] = ns.endpoint
     return (None if ns.no_save else store), conv
 
 
@@ -301,15 +326,43 @@ class _Signals:
             signal.signal(sig, handler)
 
 
+def make_endpoint(ns: argparse.Namespace):
+    from .engine.remote import Endpoint
+
+    if ns.timeout <= 0:
+        raise UsageError("--timeout takes a number of seconds above 0.")
+    endpoint = Endpoint(
+        ns.endpoint, api_key_env=ns.api_key_env, timeout=ns.timeout, verify_tls=not ns.insecure
+    )
+    for warning in endpoint.warnings:
+        print(f"chat-tui: warning: {warning}", file=sys.stderr)
+    return endpoint
+
+
+def make_engine(ns: argparse.Namespace, settings):
+    """The local engine, or the remote one when --endpoint is given."""
+    if ns.endpoint:
+        from .engine.remote import RemoteEngine
+
+        return RemoteEngine(make_endpoint(ns), settings=settings)
+    from .engine import Engine
+
+    return Engine(settings=settings, prompt_lookup=ns.prompt_lookup)
+
+
 def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
-    from .engine import Engine, EngineError, GenerationSettings
+    from .engine import EngineError, GenerationSettings
 
     prompt = sys.stdin.read() if ns.prompt == "-" else ns.prompt
     if not prompt.strip():
         error("The prompt is empty.")
         return EXIT_USAGE
     settings = GenerationSettings()
-    engine = Engine(settings=settings, prompt_lookup=ns.prompt_lookup)
+    try:
+        engine = make_engine(ns, settings)
+    except EngineError as exc:
+        error(str(exc))
+        return EXIT_ERROR
     progress = _StderrProgress()
     try:
         settings.update(settings_args)
@@ -370,7 +423,7 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     conv.append(
         "assistant",
         text,
-        model=spec.display_name,
+        model=engine.loaded.name if engine.loaded else spec.display_name,
         prompt_tokens=stats.prompt_tokens if stats else None,
         new_tokens=stats.new_tokens if stats else None,
         time_to_first_token=stats.time_to_first_token if stats else None,
@@ -411,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = spec_from_args(ns, model)
         if ns.prompt_lookup is not None and ns.prompt_lookup < 1:
             raise UsageError("--prompt-lookup takes a whole number of at least 1.")
+        if ns.endpoint and ns.timeout <= 0:
+            raise UsageError("--timeout takes a number of seconds above 0.")
     except (UsageError, EngineError) as exc:
         parser.print_usage(sys.stderr)
         error(str(exc))
