@@ -266,8 +266,8 @@ def stream_chat(
             if not piece:
                 if finish is None:
                     raise RemoteError(
-                        f"{endpoint.host} closed the stream before the reply ended; the partial "
-                        "reply was kept."
+                        f"The connection to {endpoint.host} closed mid-reply, before the reply "
+                        "ended; the partial reply was kept."
                     )
                 break
             last_data = time.monotonic()
