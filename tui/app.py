@@ -69,6 +69,7 @@ class ChatApp(App):
         load_on_start: bool = True,
         prompt_lookup: int | None = None,
         assistant_model: str | None = None,
+        endpoint: Any = None,
     ) -> None:
         super().__init__()
         self.config = AppConfig.load()
@@ -77,6 +78,8 @@ class ChatApp(App):
         self.system_prompt = system_prompt
         self.store = SessionStore(data_dir)
         self.engine = engine
+        self.local_engine = engine
+        self.endpoint = endpoint  # engine.remote.Endpoint to start with, if any
         self.load_on_start = load_on_start
         self.prompt_lookup = prompt_lookup
         self.assistant_model = assistant_model
@@ -129,7 +132,10 @@ class ChatApp(App):
             except Exception as exc:
                 self.notify(str(exc), severity="error", timeout=10)
             self.engine = Engine(settings=settings, prompt_lookup=self.prompt_lookup)
-        if self.load_on_start and not self.model_ready.is_set():
+            self.local_engine = self.engine
+        if self.endpoint is not None:
+            self.use_endpoint(self.endpoint, self.spec.source)
+        elif self.load_on_start and not self.model_ready.is_set():
             self.load_model(self.spec)
         else:
             self.query_one("#load-progress").display = False
@@ -286,21 +292,60 @@ class ChatApp(App):
 
     # -- model loading ------------------------------------------------------------------------
     def load_model_source(self, source: str) -> None:
-        self.load_model(self.spec.with_changes(source=source))
+        """Load ``source``: ``server:NAME`` picks a model on the current endpoint; anything
+        else is a local model (switching back from an endpoint if need be)."""
+        if source.startswith(ModelPicker.SERVER_PREFIX):
+            if getattr(self.engine, "remote", False):
+                name = source[len(ModelPicker.SERVER_PREFIX) :]
+                self.load_model(ModelSpec(source=name), self.engine)
+            return
+        local_spec = (
+            self.local_engine.loaded.spec
+            if self.local_engine and self.local_engine.loaded
+            else self.spec
+        )
+        if getattr(self.engine, "remote", False):
+            self.use_local(local_spec.with_changes(source=source))
+        else:
+            self.load_model(local_spec.with_changes(source=source))
+
+    def use_endpoint(self, endpoint: Any, model: str = "default") -> None:
+        """Switch to an OpenAI-compatible server (the local model stays loaded)."""
+        from .engine.remote import Endpoint, RemoteEngine, RemoteError
+
+        try:
+            if not isinstance(endpoint, Endpoint):
+                endpoint = Endpoint(str(endpoint), api_key_env=self.config.api_key_env)
+        except RemoteError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        for warning in endpoint.warnings:
+            self.notify(warning, severity="warning", timeout=10)
+        remote = RemoteEngine(endpoint, settings=getattr(self.local_engine, "settings", None))
+        self.load_model(ModelSpec(source=model or "default"), remote)
+
+    def use_local(self, spec: ModelSpec) -> None:
+        """Back to the local model: reuse it if it is the one asked for."""
+        local = self.local_engine
+        if local is not None and local.loaded is not None and local.loaded.spec == spec:
+            self.post_message(ModelLoaded(local.loaded, local))
+        else:
+            self.load_model(spec, local)
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def load_model(self, spec: ModelSpec) -> None:
+    def load_model(self, spec: ModelSpec, engine: Any = None) -> None:
         from .engine.errors import EngineError
 
+        target = engine or self.engine
         self.post_message(LoadProgress(0.0, f"loading {spec.display_name}"))
         try:
-            loaded = self.engine.load(spec, lambda f, s: self.post_message(LoadProgress(f, s)))
-            if self.assistant_model:
-                self.engine.load_assistant(spec.with_changes(source=self.assistant_model))
+            loaded = target.load(spec, lambda f, s: self.post_message(LoadProgress(f, s)))
+            if self.assistant_model and not getattr(target, "remote", False):
+                target.load_assistant(spec.with_changes(source=self.assistant_model))
         except EngineError as exc:
             self.post_message(ModelLoadFailed(str(exc), spec))
             return
-        self.post_message(ModelLoaded(loaded))
+        self.post_message(ModelLoaded(loaded, target))
 
     def on_load_progress(self, message: LoadProgress) -> None:
         bar = self.query_one("#load-progress", ProgressBar)
@@ -312,21 +357,35 @@ class ChatApp(App):
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         loaded = message.loaded
+        if message.engine is not None:
+            self.engine = message.engine
+        remote = getattr(self.engine, "remote", False)
+        self.query_one(MemoryMeter).remote = remote
         self.spec = loaded.spec
         self.model_ready.set()
         self.query_one("#load-progress").display = False
         self.load_status = ""
-        self.config.remember_model(loaded.spec.source)
-        self.config.model = loaded.spec.to_dict()
+        model = loaded.spec.to_dict()
+        if remote:
+            model["endpoint"] = self.engine.endpoint.url  # the URL only, never the key
+            self.config.endpoint = self.engine.endpoint.url
+        else:
+            self.config.remember_model(loaded.spec.source)
+            self.config.model = loaded.spec.to_dict()
         self._save_config()
-        self.query_one(SettingsPanel).show_spec(loaded.spec)
+        self.query_one(SettingsPanel).show_spec(
+            loaded.spec, self.engine.endpoint.url if remote else None
+        )
         for pane in self.panes():
-            pane.conversation.model = loaded.spec.to_dict()
+            pane.conversation.model = dict(model)
             pane.update_status()
         self.sub_title = (
             f"{loaded.name} · {loaded.spec.precision_label}/{loaded.dtype} · {loaded.device}"
         )
-        self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f} s.", timeout=4)
+        if remote:
+            self.notify(f"Chatting through {loaded.device} with {loaded.name}.", timeout=4)
+        else:
+            self.notify(f"Loaded {loaded.name} in {loaded.load_seconds:.1f} s.", timeout=4)
         self.sample_memory()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
@@ -335,7 +394,10 @@ class ChatApp(App):
         if previous is not None:
             self.model_ready.set()
             self.load_status = ""
-            self.query_one(SettingsPanel).show_spec(previous.spec)
+            remote = getattr(self.engine, "remote", False)
+            self.query_one(SettingsPanel).show_spec(
+                previous.spec, self.engine.endpoint.url if remote else None
+            )
             tail = f" Still using {previous.name}."
         else:
             self.load_status = "no model loaded (ctrl+l picks one)"
@@ -346,12 +408,15 @@ class ChatApp(App):
 
     async def action_pick_model(self) -> None:
         current = self.engine.loaded.spec.source if self.engine and self.engine.loaded else None
+        endpoint = self.engine.endpoint if getattr(self.engine, "remote", False) else None
+        if endpoint is not None and current:
+            current = ModelPicker.SERVER_PREFIX + current
 
         def chosen(source: str | None) -> None:
             if source:
                 self.load_model_source(source)
 
-        self.push_screen(ModelPicker(self.config.recent_models, current), chosen)
+        self.push_screen(ModelPicker(self.config.recent_models, current, endpoint), chosen)
 
     @on(SettingsPanel.Applied)
     async def settings_applied(self, message: SettingsPanel.Applied) -> None:
@@ -376,9 +441,27 @@ class ChatApp(App):
             conv.system_prompt = message.system_prompt
             conv.touch()
             pane.save()
-        current = self.engine.loaded.spec if self.engine and self.engine.loaded else None
-        if current is None or message.spec != current:
-            self.load_model(message.spec)
+        remote = getattr(self.engine, "remote", False)
+        if message.backend == "endpoint":
+            url = message.endpoint.strip()
+            if not url:
+                self.notify(
+                    "Type the server's URL, e.g. http://127.0.0.1:8000/v1.", severity="error"
+                )
+                return
+            same = remote and self.engine.endpoint.url.rstrip("/").startswith(url.rstrip("/"))
+            if same and self.engine.loaded and message.spec.source == self.engine.loaded.name:
+                self.notify("Settings applied.", timeout=3)
+            else:
+                self.use_endpoint(url, message.spec.source)
+            return
+        current = (
+            self.local_engine.loaded.spec
+            if self.local_engine and self.local_engine.loaded
+            else None
+        )
+        if remote or current is None or message.spec != current:
+            self.use_local(message.spec)
         else:
             self.notify("Settings applied.", timeout=3)
 
@@ -638,7 +721,13 @@ def _code_blocks(text: str) -> list[str]:
 
 def run_app(ns: argparse.Namespace, spec: ModelSpec, settings_args: list[str]) -> int:
     explicit = spec if (ns.model or (ns.args and any("=" not in a for a in ns.args))) else None
+    endpoint = None
+    if ns.endpoint:
+        from .cli import make_endpoint
+
+        endpoint = make_endpoint(ns)
     app = ChatApp(
+        endpoint=endpoint,
         spec=explicit or _spec_with_flags(spec),
         settings_args=settings_args,
         system_prompt=ns.system_prompt,

@@ -38,6 +38,8 @@ class AppConfig:
     recent_models: list[str] = field(default_factory=list)
     open_tabs: list[str] = field(default_factory=list)
     show_sidebar: bool = True
+    endpoint: str = ""  # the last OpenAI-compatible server used (URL only)
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding its key, never the key
     problem: str | None = None  # why the file could not be read, if it could not
 
     @classmethod
@@ -64,6 +66,9 @@ class AppConfig:
             value = data.get(key)
             if isinstance(value, list):
                 setattr(config, key, [str(v) for v in value])
+        for key in ("endpoint", "api_key_env"):
+            if isinstance(data.get(key), str):
+                setattr(config, key, data[key])
         if isinstance(data.get("show_sidebar"), bool):
             config.show_sidebar = data["show_sidebar"]
         return config
@@ -76,6 +81,8 @@ class AppConfig:
         data = {
             "theme": self.theme,
             "show_sidebar": self.show_sidebar,
+            "endpoint": self.endpoint,
+            "api_key_env": self.api_key_env,
             "open_tabs": self.open_tabs,
             "recent_models": self.recent_models[:MAX_RECENT],
             "model": self.model,

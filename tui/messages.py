@@ -37,7 +37,8 @@ class LoadProgress(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    loaded: Any  # engine.loader.LoadedModel
+    loaded: Any  # engine.loader.LoadedModel or engine.remote.RemoteModel
+    engine: Any = None  # the engine that loaded it (local or remote)
 
 
 @dataclass

@@ -236,7 +236,9 @@ def stream_chat(
     chunks = 0
     conn = _Connection(endpoint)
     try:
-        response = conn.request("POST", "/chat/completions", request_body(model, messages, settings))
+        response = conn.request(
+            "POST", "/chat/completions", request_body(model, messages, settings)
+        )
         if response.status != 200:
             raise _http_error(response.status, response.read(), endpoint, model)
         sock = conn.conn.sock
@@ -357,7 +359,9 @@ class RemoteEngine:
         self.loaded: RemoteModel | None = None
         self.reuse_cache = False
 
-    def load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None = None) -> RemoteModel:
+    def load(
+        self, spec: ModelSpec, progress: Callable[[float, str], None] | None = None
+    ) -> RemoteModel:
         report = progress or (lambda f, s: None)
         report(0.1, f"asking {self.endpoint.host} for its models")
         models = list_models(self.endpoint)

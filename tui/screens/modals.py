@@ -103,8 +103,11 @@ class ModelPicker(ModalScreen[str | None]):
     class CacheScanned(Message):
         choices: list[ModelChoice]
 
-    def __init__(self, recent: list[str], current: str | None = None) -> None:
+    SERVER_PREFIX = "server:"
+
+    def __init__(self, recent: list[str], current: str | None = None, endpoint=None) -> None:
         super().__init__()
+        self.endpoint = endpoint  # engine.remote.Endpoint: also list the server's models
         self.choices: list[ModelChoice] = [
             ModelChoice("default", "SmolLM2-135M-Instruct (bundled, offline)", "bundled")
         ]
@@ -128,6 +131,20 @@ class ModelPicker(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan_cache(self) -> None:
         choices: list[ModelChoice] = []
+        if self.endpoint is not None:
+            from ..engine.remote import RemoteError, list_models
+
+            try:
+                for model in list_models(self.endpoint):
+                    choices.append(
+                        ModelChoice(
+                            self.SERVER_PREFIX + model,
+                            f"{model}  (on {self.endpoint.host})",
+                            "server",
+                        )
+                    )
+            except RemoteError:
+                pass
         try:
             from huggingface_hub import scan_cache_dir
 

@@ -54,6 +54,8 @@ class SettingsPanel(VerticalScroll):
         spec: ModelSpec
         system_prompt: str
         settings: list[str]  # name=value assignments; empty value = unset
+        backend: str = "local"  # or "endpoint"
+        endpoint: str = ""
 
     @dataclass
     class EstimateReady(Message):
@@ -66,6 +68,14 @@ class SettingsPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         spec = self.spec
         yield Static("Model", classes="panel-title")
+        yield Label("backend")
+        yield Select(
+            [("Local (this machine)", "local"), ("Endpoint (OpenAI API)", "endpoint")],
+            value="local",
+            allow_blank=False,
+            id="backend",
+        )
+        yield Input("", placeholder="http://127.0.0.1:8000/v1", id="endpoint-url")
         yield Input(
             spec.source, placeholder="default, org/name, folder or .gguf", id="model-source"
         )
@@ -91,7 +101,15 @@ class SettingsPanel(VerticalScroll):
         yield Button("Apply (reloads the model if it changed)", id="apply", variant="primary")
 
     def on_mount(self) -> None:
+        self.query_one("#endpoint-url").display = False
         self.refresh_estimate()
+
+    @on(Select.Changed, "#backend")
+    def _backend_changed(self, event: Select.Changed) -> None:
+        remote = event.value == "endpoint"
+        self.query_one("#endpoint-url").display = remote
+        for selector in ("#precision", "#device", "#attention"):
+            self.query_one(selector).disabled = remote
 
     def show_conversation(self, system_prompt: str, settings: dict[str, Any]) -> None:
         """Fill the conversation fields from the active tab."""
@@ -100,8 +118,11 @@ class SettingsPanel(VerticalScroll):
             value = settings.get(name)
             self.query_one(f"#gen-{name}", Input).value = "" if value is None else str(value)
 
-    def show_spec(self, spec: ModelSpec) -> None:
+    def show_spec(self, spec: ModelSpec, endpoint: str | None = None) -> None:
         self.spec = spec
+        self.query_one("#backend", Select).value = "endpoint" if endpoint else "local"
+        if endpoint:
+            self.query_one("#endpoint-url", Input).value = endpoint
         self.query_one("#model-source", Input).value = spec.source
         precision = spec.quantization if spec.quantization != "none" else spec.dtype
         self.query_one("#precision", Select).value = precision
@@ -124,6 +145,9 @@ class SettingsPanel(VerticalScroll):
         self.refresh_estimate()
 
     def refresh_estimate(self) -> None:
+        if self.query_one("#backend", Select).value == "endpoint":
+            self.query_one("#estimate", Static).update("weights: remote (on the server)")
+            return
         try:
             spec = self.chosen_spec()
         except Exception as exc:
@@ -160,4 +184,6 @@ class SettingsPanel(VerticalScroll):
             value = self.query_one(f"#gen-{name}", Input).value.strip()
             assignments.append(f"{name}={value}")
         system = self.query_one("#system-prompt", TextArea).text
-        self.post_message(self.Applied(spec, system, assignments))
+        backend = str(self.query_one("#backend", Select).value)
+        endpoint = self.query_one("#endpoint-url", Input).value
+        self.post_message(self.Applied(spec, system, assignments, backend, endpoint))
