@@ -34,18 +34,19 @@ class MemoryMeter(Vertical):
     def show(self, sample: MemorySample) -> None:
         snap = sample.snapshot
         self.rss_history.append(float(snap.process_rss))
+        total = human_bytes(snap.system_total).split()[0]
         lines = [
-            f"process RAM  {human_bytes(snap.process_rss)}",
-            f"system free  {human_bytes(snap.system_available)} of {human_bytes(snap.system_total)}",
+            f"RAM (app) {human_bytes(snap.process_rss)}",
+            f"free      {human_bytes(snap.system_available)} / {total}",
         ]
         for acc in snap.accelerators:
-            lines.append(
-                f"{acc.device:<12} {human_bytes(acc.allocated)} alloc / {human_bytes(acc.reserved)} reserved"
-            )
-        weights = (
-            "remote" if self.remote else human_bytes(sample.weights) if sample.weights else "—"
-        )
-        lines.append(f"weights      {weights}")
-        lines.append(f"KV cache     {human_bytes(sample.cache)} (this chat)")
+            lines.append(f"{acc.device:<9} {human_bytes(acc.allocated)} allocated")
+            lines.append(f"{'':<9} {human_bytes(acc.reserved)} reserved")
+        if self.remote:
+            weights = "remote (on the server)"
+        else:
+            weights = human_bytes(sample.weights) if sample.weights else "—"
+        lines.append(f"weights   {weights}")
+        lines.append(f"KV cache  {human_bytes(sample.cache)} (this tab)")
         self.query_one(".memory-lines", Static).update("\n".join(lines))
         self.query_one(Sparkline).data = list(self.rss_history)
