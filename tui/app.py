@@ -42,22 +42,45 @@ class ChatApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (160, "-wide")]
     CSS_PATH = [Path(__file__).with_name("app.tcss"), *themes.stylesheets()]
     COMMANDS = App.COMMANDS | {ConversationProvider, ModelProvider, ChatCommandProvider}
+    # App keys win over the prompt's own (TextArea uses ctrl+w, ctrl+e, ctrl+y for
+    # editing), so they are priority bindings, switched off while a dialog is open.
     BINDINGS = [
-        Binding("ctrl+n", "new_tab", "New", id="new_tab"),
-        Binding("ctrl+w", "close_tab", "Close", id="close_tab"),
-        Binding("ctrl+pagedown,alt+right", "next_tab", "Next tab", show=False, id="next_tab"),
-        Binding("ctrl+pageup,alt+left", "previous_tab", "Prev tab", show=False, id="previous_tab"),
+        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True),
+        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True),
+        Binding(
+            "ctrl+pagedown,alt+right",
+            "next_tab",
+            "Next tab",
+            show=False,
+            id="next_tab",
+            priority=True,
+        ),
+        Binding(
+            "ctrl+pageup,alt+left",
+            "previous_tab",
+            "Prev tab",
+            show=False,
+            id="previous_tab",
+            priority=True,
+        ),
         Binding("escape", "stop", "Stop", id="stop"),
-        Binding("ctrl+o", "browse", "Sessions", id="browse"),
-        Binding("ctrl+l", "pick_model", "Model", id="pick_model"),
-        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar"),
-        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="regenerate"),
-        Binding("ctrl+e", "edit_previous", "Edit", show=False, id="edit_previous"),
-        Binding("ctrl+y", "copy_reply", "Copy", show=False, id="copy_reply"),
-        Binding("ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch"),
+        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True),
+        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True),
+        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True),
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="regenerate", priority=True),
+        Binding("ctrl+e", "edit_previous", "Edit", show=False, id="edit_previous", priority=True),
+        Binding("ctrl+y", "copy_reply", "Copy", show=False, id="copy_reply", priority=True),
+        Binding("ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch", priority=True),
         Binding("f1", "help", "Help", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
+    DIALOG_SAFE = {"quit", "help", "stop", "command_palette"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog (picker, browser, help) is open, only quit reaches the app."""
+        from textual.screen import ModalScreen
+
+        return not (isinstance(self.screen, ModalScreen) and action not in self.DIALOG_SAFE)
 
     def __init__(
         self,
