@@ -19,6 +19,8 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.markup import escape
 from textual.widgets import Footer, Header, ProgressBar, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -29,7 +31,7 @@ from .commands import ChatCommandProvider, ConversationProvider, ModelProvider
 from .config import AppConfig
 from .engine.spec import ModelSpec
 from .messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
-from .screens.modals import ConversationDeleted, HelpScreen, ModelPicker, SessionBrowser
+from .screens.modals import HelpScreen, ModelPicker, SessionBrowser
 from .store import Conversation, SessionStore, StaleWriteError, StoreError
 from .widgets.chat_pane import ChatPane
 from .widgets.memory_meter import MemoryMeter
@@ -142,7 +144,7 @@ class ChatApp(App):
             self.notify(self.config.problem, severity="warning", timeout=10)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        self.query_one("#sidebar").display = self.config.show_sidebar
+        self.main_screen.query_one("#sidebar").display = self.config.show_sidebar
         await self.restore_tabs()
         self._install_signal_handlers()
         self.set_interval(1.0, self.sample_memory)
@@ -161,7 +163,7 @@ class ChatApp(App):
         elif self.load_on_start and not self.model_ready.is_set():
             self.load_model(self.spec)
         else:
-            self.query_one("#load-progress").display = False
+            self.main_screen.query_one("#load-progress").display = False
 
     def watch_theme(self, theme: str) -> None:
         for name in themes.THEMES:
@@ -172,11 +174,17 @@ class ChatApp(App):
 
     # -- tabs ------------------------------------------------------------------------------
     @property
+    def main_screen(self) -> Any:
+        """The screen with the tabs, even while a dialog is on top (App.query_one would
+        search the dialog)."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
+    @property
     def tabs(self) -> TabbedContent:
-        return self.query_one("#tabs", TabbedContent)
+        return self.main_screen.query_one("#tabs", TabbedContent)
 
     def panes(self) -> list[ChatPane]:
-        return list(self.query(ChatPane))
+        return list(self.main_screen.query(ChatPane))
 
     @property
     def active_pane(self) -> ChatPane | None:
@@ -210,7 +218,7 @@ class ChatApp(App):
         self._tab_counter += 1
         pane_id = f"tab-{self._tab_counter}"
         pane = ChatPane(conv, id=f"chat-{self._tab_counter}")
-        await self.tabs.add_pane(TabPane(self._tab_title(conv), pane, id=pane_id))
+        await self.tabs.add_pane(TabPane(escape(self._tab_title(conv)), pane, id=pane_id))
         self.tabs.active = pane_id
         pane.focus_prompt()
         self._show_conversation_settings(pane)
@@ -226,7 +234,7 @@ class ChatApp(App):
     def refresh_tab_title(self, pane: ChatPane) -> None:
         tab_pane = pane.parent
         if isinstance(tab_pane, TabPane) and tab_pane.id:
-            self.tabs.get_tab(tab_pane.id).label = self._tab_title(pane.conversation)
+            self.tabs.get_tab(tab_pane.id).label = escape(self._tab_title(pane.conversation))
         self._remember_tabs()
 
     def _remember_tabs(self) -> None:
@@ -296,7 +304,7 @@ class ChatApp(App):
             self.sample_memory()
 
     def _show_conversation_settings(self, pane: ChatPane) -> None:
-        panel = self.query_one(SettingsPanel)
+        panel = self.main_screen.query_one(SettingsPanel)
         if panel.is_mounted:
             panel.show_conversation(pane.conversation.system_prompt, pane.conversation.settings)
 
@@ -371,7 +379,7 @@ class ChatApp(App):
         self.post_message(ModelLoaded(loaded, target))
 
     def on_load_progress(self, message: LoadProgress) -> None:
-        bar = self.query_one("#load-progress", ProgressBar)
+        bar = self.main_screen.query_one("#load-progress", ProgressBar)
         bar.display = True
         bar.update(progress=message.fraction)
         self.load_status = f"{message.stage} ({message.fraction * 100:.0f}%)"
@@ -383,10 +391,10 @@ class ChatApp(App):
         if message.engine is not None:
             self.engine = message.engine
         remote = getattr(self.engine, "remote", False)
-        self.query_one(MemoryMeter).remote = remote
+        self.main_screen.query_one(MemoryMeter).remote = remote
         self.spec = loaded.spec
         self.model_ready.set()
-        self.query_one("#load-progress").display = False
+        self.main_screen.query_one("#load-progress").display = False
         self.load_status = ""
         model = loaded.spec.to_dict()
         if remote:
@@ -396,7 +404,7 @@ class ChatApp(App):
             self.config.remember_model(loaded.spec.source)
             self.config.model = loaded.spec.to_dict()
         self._save_config()
-        self.query_one(SettingsPanel).show_spec(
+        self.main_screen.query_one(SettingsPanel).show_spec(
             loaded.spec, self.engine.endpoint.url if remote else None
         )
         for pane in self.panes():
@@ -412,13 +420,13 @@ class ChatApp(App):
         self.sample_memory()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        self.query_one("#load-progress").display = False
+        self.main_screen.query_one("#load-progress").display = False
         previous = self.engine.loaded if self.engine else None
         if previous is not None:
             self.model_ready.set()
             self.load_status = ""
             remote = getattr(self.engine, "remote", False)
-            self.query_one(SettingsPanel).show_spec(
+            self.main_screen.query_one(SettingsPanel).show_spec(
                 previous.spec, self.engine.endpoint.url if remote else None
             )
             tail = f" Still using {previous.name}."
@@ -504,7 +512,10 @@ class ChatApp(App):
         self.post_message(MemorySample(memory.snapshot(), weights, cache))
 
     def on_memory_sample(self, message: MemorySample) -> None:
-        self.query_one(MemoryMeter).show(message)
+        try:
+            self.screen_stack[0].query_one(MemoryMeter).show(message)
+        except (NoMatches, IndexError):
+            pass  # closing down
 
     # -- actions -----------------------------------------------------------------------------
     def action_stop(self) -> None:
@@ -513,7 +524,7 @@ class ChatApp(App):
             self.notify("Stopping; the partial reply is kept.", timeout=2)
 
     def action_toggle_sidebar(self) -> None:
-        sidebar = self.query_one("#sidebar")
+        sidebar = self.main_screen.query_one("#sidebar")
         sidebar.display = not sidebar.display
         self.config.show_sidebar = bool(sidebar.display)
         self._save_config()
@@ -550,15 +561,21 @@ class ChatApp(App):
         self.notify(f"Copied {what} ({len(text)} characters).", timeout=3)
 
     def action_browse(self) -> None:
+        browser = SessionBrowser(self.store)
+
         def chosen(conv_id: str | None) -> None:
-            if conv_id:
+            # tabs of deleted conversations close once the dialog is gone (removing a
+            # tab under an open dialog would move focus behind it)
+            for deleted in browser.deleted:
+                self.call_later(self.close_deleted, deleted)
+            if conv_id and conv_id not in browser.deleted:
                 self.call_later(self.open_conversation, conv_id)
 
-        self.push_screen(SessionBrowser(self.store), chosen)
+        self.push_screen(browser, chosen)
 
-    async def on_conversation_deleted(self, message: ConversationDeleted) -> None:
+    async def close_deleted(self, conv_id: str) -> None:
         for pane in self.panes():
-            if pane.conversation.id == message.conv_id:
+            if pane.conversation.id == conv_id:
                 pane.conversation.messages.clear()  # do not save it back
                 await self.tabs.remove_pane(pane.parent.id)
         if not self.panes():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -179,10 +180,10 @@ class ModelPicker(ModalScreen[str | None]):
         scored.sort(key=lambda item: -item[0])
         for _score, choice in scored:
             marker = " (loaded)" if choice.source == self.current else ""
-            text = matcher.highlight(choice.label) if matcher else choice.label
-            options.add_option(Option(f"[{choice.kind}] " + str(text) + marker, id=choice.source))
+            label = Text(f"[{choice.kind}] ") + Text(choice.label + marker)
+            options.add_option(Option(label, id=choice.source))
         if query and query not in {c.source for c in self.choices}:
-            options.add_option(Option(f"[load] {query}", id=query))
+            options.add_option(Option(Text(f"[load] {query}"), id=query))
         if options.option_count:
             options.highlighted = 0
 
@@ -225,6 +226,7 @@ class SessionBrowser(ModalScreen[str | None]):
     def __init__(self, store) -> None:
         super().__init__()
         self.store = store
+        self.deleted: set[str] = set()
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -247,8 +249,8 @@ class SessionBrowser(ModalScreen[str | None]):
         table.clear()
         for info in infos:
             table.add_row(
-                info.title[:50],
-                info.model or "-",
+                Text(info.title[:50]),
+                Text(info.model or "-"),
                 info.updated.replace("T", " ")[:16],
                 str(info.messages),
                 key=info.id,
@@ -302,7 +304,7 @@ class SessionBrowser(ModalScreen[str | None]):
         def done(yes: bool | None) -> None:
             if yes:
                 self.store.delete(conv_id)
-                self.app.post_message(ConversationDeleted(conv_id))
+                self.deleted.add(conv_id)  # the app closes its tab once this dialog closes
                 self.reload()
 
         self.app.push_screen(
@@ -321,8 +323,3 @@ class SessionBrowser(ModalScreen[str | None]):
         for fmt in ("md", "json"):
             atomic_write(folder / f"{conv_id}.{fmt}", exporter.export(conv, fmt))
         self.app.notify(f"Exported to {folder}/{conv_id}.md and .json", timeout=8)
-
-
-@dataclass
-class ConversationDeleted(Message):
-    conv_id: str

@@ -346,10 +346,14 @@ class ChatPane(Vertical):
             self.stop_event.set()
             conv = self.conversation
             if self.continuing is not None:
-                self.continuing.content += self.partial
-                self.continuing.stop_reason = "interrupted"
+                reply = self.continuing
+                reply.content += self.partial
+                reply.stop_reason = "interrupted"
             else:
-                conv.append("assistant", self.partial, stop_reason="interrupted")
+                reply = conv.append("assistant", self.partial, stop_reason="interrupted")
+            if self.reply_view is not None:
+                self.reply_view.message = reply
+                self.reply_view.refresh_header()
             self.generating = False
         self.save()
 
@@ -393,16 +397,19 @@ class ChatPane(Vertical):
         )
 
     async def cycle_branch(self, step: int = 1) -> None:
-        """Switch the last reply to its next sibling version (regenerations and edits)."""
+        """Switch to the next version of the latest turn that has several (regenerated
+        replies, or an edited question and its answers)."""
         transcript = self.conversation.transcript
         if not transcript or self.generating:
             return
-        last = transcript[-1]
-        siblings = self.conversation.siblings(last.id)
-        if len(siblings) < 2:
+        for message in reversed(transcript):
+            siblings = self.conversation.siblings(message.id)
+            if len(siblings) > 1:
+                break
+        else:
             self.app.notify("This reply has no other versions.", timeout=3)
             return
-        index = (siblings.index(last) + step) % len(siblings)
+        index = (siblings.index(message) + step) % len(siblings)
         self.conversation.switch_to(siblings[index].id)
         self.save()
         await self.rebuild()

@@ -40,7 +40,7 @@ class MessageView(Vertical):
         self._stream = None
 
     def compose(self) -> ComposeResult:
-        yield Static(describe(self.message), classes="message-header")
+        yield Static(describe(self.message), classes="message-header", markup=False)
         yield Markdown(self.message.content, classes="message-body")
 
     @property
@@ -49,6 +49,9 @@ class MessageView(Vertical):
 
     def refresh_header(self) -> None:
         self.query_one(".message-header", Static).update(describe(self.message))
+        self.set_class(self.message.interrupted, "interrupted")
+
+    def on_mount(self) -> None:
         self.set_class(self.message.interrupted, "interrupted")
 
     def watch_streaming(self, streaming: bool) -> None:
