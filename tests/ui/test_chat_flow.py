@@ -303,8 +303,8 @@ async def test_edit_and_resend_creates_a_branch_and_keeps_the_old_question(
 
 
 async def test_ctrl_t_switches_back_to_the_exchange_before_an_edit(make_app, engine, ui):
-    """``ChatPane.cycle_branch``: "Switch the last reply to its next sibling version
-    (regenerations and edits)"."""
+    """An edit keeps the old question and its answer as a branch; ctrl+t gets back to
+    it (and forward again)."""
     engine.replies = [["Answer one"], ["Answer two"]]
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -319,6 +319,9 @@ async def test_ctrl_t_switches_back_to_the_exchange_before_an_edit(make_app, eng
         assert texts(pane) == ["question one", "Answer one"], (
             "after an edit, ctrl+t cannot reach the earlier version of the exchange"
         )
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert texts(pane) == ["question one, edited", "Answer two"]
 
 
 async def test_a_crash_inside_generation_is_reported_and_the_question_is_saved(
