@@ -240,6 +240,7 @@ class ChatPane(Vertical):
                 self.post_message(GenerationFinished(result, continue_last))
                 return
         buffer = _ChunkBuffer(lambda text: self.post_message(TokenChunk(text)))
+        self._buffer = buffer  # read by interrupt_and_save for text not yet shown
         try:
             result = app.engine.chat(
                 messages,
@@ -345,6 +346,10 @@ class ChatPane(Vertical):
         if self.generating:
             self.stop_event.set()
             conv = self.conversation
+            buffer = getattr(self, "_buffer", None)
+            if buffer is not None:  # tokens decoded but not yet drawn are kept too
+                self.partial += "".join(list(buffer.parts))
+                buffer.parts.clear()
             if self.continuing is not None:
                 reply = self.continuing
                 reply.content += self.partial
