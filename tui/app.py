@@ -98,7 +98,7 @@ class ChatApp(App):
     ) -> None:
         super().__init__()
         self.config = AppConfig.load()
-        self.spec = spec or ModelSpec.from_dict(self.config.model or {})
+        self.spec = spec or remembered_spec(self.config, ModelSpec())
         self.settings_args = list(settings_args or [])
         self.system_prompt = system_prompt
         self.store = SessionStore(data_dir)
@@ -768,7 +768,7 @@ def run_app(ns: argparse.Namespace, spec: ModelSpec, settings_args: list[str]) -
         endpoint = make_endpoint(ns)
     app = ChatApp(
         endpoint=endpoint,
-        spec=explicit or _spec_with_flags(spec),
+        spec=explicit or remembered_spec(AppConfig.load(), spec),
         settings_args=settings_args,
         system_prompt=ns.system_prompt,
         data_dir=ns.data_dir,
@@ -779,13 +779,12 @@ def run_app(ns: argparse.Namespace, spec: ModelSpec, settings_args: list[str]) -
     return app.return_code or 0
 
 
-def _spec_with_flags(spec: ModelSpec) -> ModelSpec:
-    """Without a model on the command line, start with the remembered default model."""
-    config = AppConfig.load()
+def remembered_spec(config: AppConfig, fallback: ModelSpec) -> ModelSpec:
+    """Without a model on the command line, start with the remembered one; a bad
+    remembered spec falls back rather than stopping the app."""
     if not config.model:
-        return spec
+        return fallback
     try:
-        remembered = ModelSpec.from_dict(config.model)
+        return ModelSpec.from_dict(config.model)
     except Exception:
-        return spec
-    return remembered
+        return fallback

@@ -329,8 +329,6 @@ class _Signals:
 def make_endpoint(ns: argparse.Namespace):
     from .engine.remote import Endpoint
 
-    if ns.timeout <= 0:
-        raise UsageError("--timeout takes a number of seconds above 0.")
     endpoint = Endpoint(
         ns.endpoint, api_key_env=ns.api_key_env, timeout=ns.timeout, verify_tls=not ns.insecure
     )

@@ -65,11 +65,14 @@ class Engine:
 
     # -- chatting ------------------------------------------------------------------
     def build_prompt(
-        self, messages: Sequence[dict[str, str]], system_prompt: str | None = None
+        self,
+        messages: Sequence[dict[str, str]],
+        system_prompt: str | None = None,
+        continue_final: bool = False,
     ) -> chat_format.Prompt:
         loaded = self.require_model()
         return chat_format.build_prompt(
-            loaded.tokenizer, messages, system_prompt, loaded.chat_template
+            loaded.tokenizer, messages, system_prompt, loaded.chat_template, continue_final
         )
 
     def count_tokens(
@@ -106,9 +109,7 @@ class Engine:
             if on_start is not None:
                 on_start()
             loaded = self.require_model()
-            prompt = chat_format.build_prompt(
-                loaded.tokenizer, messages, system_prompt, loaded.chat_template, continue_final
-            )
+            prompt = self.build_prompt(messages, system_prompt, continue_final)
             active = settings or self.settings
             kwargs = active.generation_kwargs()
             if self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:

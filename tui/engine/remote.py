@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .chat_format import with_system
 from .errors import EngineError
 from .generation import (
     STOP_EOS,
@@ -399,9 +400,7 @@ class RemoteEngine:
     ) -> GenerationResult:
         if self.loaded is None:
             raise RemoteError("No endpoint model is selected yet.")
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-        if system_prompt and not (msgs and msgs[0]["role"] == "system"):
-            msgs.insert(0, {"role": "system", "content": system_prompt})
+        msgs = with_system(messages, system_prompt)
         if on_start is not None:
             on_start()
         return stream_chat(

@@ -7,13 +7,12 @@ to any chat-completions API as is) plus chat-tui's metadata under ``chat_tui``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import codec
 from .errors import StoreError
-from .model import Conversation, make_title, new_id, now
+from .model import Conversation, make_title, new_id
 
 FORMATS = ("md", "json")
 
@@ -110,7 +109,3 @@ def import_file(path: str | Path) -> Conversation:
     if isinstance(data, list):
         return _from_chat_list(data, str(path))
     raise StoreError(f"{path} is neither a chat-tui export nor a `transformers chat` history file.")
-
-
-def stamp() -> datetime:
-    return now()

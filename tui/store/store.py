@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -384,6 +383,3 @@ class SessionStore:
                 if len(hits) >= limit:
                     break
         return hits
-
-    def clean_trash(self) -> None:
-        shutil.rmtree(self.folder / ".trash", ignore_errors=True)

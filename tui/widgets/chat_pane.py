@@ -130,9 +130,7 @@ class ChatPane(Vertical):
             parts.append(self.chat_app.load_status or "no model")
         stats = self.last_stats
         if stats is None:
-            last = next(
-                (m for m in reversed(self.conversation.transcript) if m.role == "assistant"), None
-            )
+            last = self.last_reply()
             if last is not None and last.time_to_first_token:
                 parts.append(f"first token {last.time_to_first_token * 1000:.0f} ms")
                 if last.tokens_per_second:
