@@ -44,6 +44,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         patch.setenv("CHAT_TUI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     patch.setenv("CHAT_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     patch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    patch.setenv("CHAT_TUI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
     from huggingface_hub import constants
 
@@ -52,6 +53,20 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     assert constants.HF_HUB_OFFLINE, "huggingface_hub was imported before HF_HUB_OFFLINE=1"
     yield dict(os.environ)
     patch.undo()
+
+
+HANG_LIMIT = 600  # seconds one test may take before the run is stopped with a traceback
+
+
+@pytest.fixture(autouse=True)
+def stop_a_hung_test() -> Iterator[None]:
+    """A test that hangs (a Pilot wait that never returns) ends the run with every
+    thread's traceback instead of holding CI until its own limit."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(HANG_LIMIT, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope="session")

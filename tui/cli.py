@@ -52,24 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     model.add_argument(
         "--dtype",
-        default="auto",
         choices=["auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
         help="precision of the weights (auto: fp32 on CPU, the checkpoint's on a GPU)",
     )
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    model.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     quant = model.add_mutually_exclusive_group()
     quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit")
     quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit")
-    model.add_argument("--bnb-4bit-quant-type", default="nf4", choices=["nf4", "fp4"])
+    model.add_argument("--bnb-4bit-quant-type", choices=["nf4", "fp4"])
     model.add_argument(
         "--bnb-4bit-double-quant", action="store_true", help="quantize the 4-bit scales too"
     )
-    model.add_argument(
-        "--bnb-4bit-compute-dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"]
-    )
+    model.add_argument("--bnb-4bit-compute-dtype", choices=["auto", "bf16", "fp16", "fp32"])
     model.add_argument(
         "--attn-implementation",
-        default="auto",
         choices=["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"],
     )
     model.add_argument(
@@ -165,25 +161,58 @@ def split_positionals(values: Sequence[str]) -> tuple[str | None, list[str]]:
     return model, settings
 
 
-def spec_from_args(ns: argparse.Namespace, model: str | None):  # -> ModelSpec
-    from .engine.spec import DEFAULT_MODEL, ModelSpec
-
+def spec_overrides(ns: argparse.Namespace, model: str | None) -> dict[str, object]:
+    """The ModelSpec fields given on the command line (and only those)."""
     if ns.model and model and ns.model != model:
         raise UsageError(f"Two models given ({model!r} and --model {ns.model!r}); pass one.")
-    quantization = "8bit" if ns.load_in_8bit else "4bit" if ns.load_in_4bit else "none"
-    return ModelSpec(
-        source=ns.model or model or DEFAULT_MODEL,
-        revision=ns.revision,
-        dtype=ns.dtype,
-        quantization=quantization,
-        bnb_4bit_quant_type=ns.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=ns.bnb_4bit_double_quant,
-        bnb_4bit_compute_dtype=ns.bnb_4bit_compute_dtype,
-        device=ns.device,
-        attn_implementation=ns.attn_implementation,
-        trust_remote_code=ns.trust_remote_code,
-        chat_template_file=ns.chat_template,
-    )
+    given: dict[str, object] = {}
+    if ns.model or model:
+        given["source"] = ns.model or model
+    if ns.load_in_8bit or ns.load_in_4bit:
+        given["quantization"] = "8bit" if ns.load_in_8bit else "4bit"
+    elif ns.dtype is not None:
+        given["quantization"] = "none"  # --dtype alone means an unquantized model
+    for field, value in (
+        ("revision", ns.revision),
+        ("dtype", ns.dtype),
+        ("bnb_4bit_quant_type", ns.bnb_4bit_quant_type),
+        ("bnb_4bit_compute_dtype", ns.bnb_4bit_compute_dtype),
+        ("device", ns.device),
+        ("attn_implementation", ns.attn_implementation),
+        ("chat_template_file", ns.chat_template),
+    ):
+        if value is not None:
+            given[field] = value
+    if ns.bnb_4bit_double_quant:
+        given["bnb_4bit_use_double_quant"] = True
+    if ns.trust_remote_code:
+        given["trust_remote_code"] = True
+    return given
+
+
+def choose_spec(
+    given: dict[str, object],
+    configured: dict[str, object] | None = None,
+    remembered: dict[str, object] | None = None,
+):  # -> ModelSpec
+    """The one place that decides which model to start with.
+
+    A model named on the command line starts from chat-tui's defaults; otherwise from
+    the user's ``[model]`` in config.toml, else (in the app) the last model loaded, else
+    the bundled default. Every option given on the command line then wins."""
+    from .engine.errors import EngineError
+    from .engine.spec import ModelSpec
+
+    base = ModelSpec()
+    if "source" not in given:
+        for candidate in (configured, remembered):
+            if candidate:
+                try:
+                    base = ModelSpec.from_dict(candidate)
+                    break
+                except (EngineError, TypeError, ValueError):
+                    continue  # a bad remembered spec must not stop chat-tui
+    return base.with_changes(**given)
 
 
 class _StderrProgress:
@@ -455,11 +484,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_intermixed_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .config import AppConfig
     from .engine.errors import EngineError
 
     try:
         model, settings_args = split_positionals(ns.args)
-        spec = spec_from_args(ns, model)
+        given = spec_overrides(ns, model)
+        config = AppConfig.load()
+        spec = choose_spec(given, None if ns.endpoint else config.model)
         if ns.prompt_lookup is not None and ns.prompt_lookup < 1:
             raise UsageError("--prompt-lookup takes a whole number of at least 1.")
         if ns.endpoint and ns.timeout <= 0:
@@ -473,9 +505,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.prompt is not None:
         return run_one_shot(ns, spec, settings_args)
 
-    from .app import run_app
+    return launch_app(ns, given, config, settings_args)
 
-    return run_app(ns, spec, settings_args)
+
+def launch_app(ns: argparse.Namespace, given: dict[str, object], config, settings_args) -> int:
+    from .app import LaunchOptions, run_app
+    from .engine import EngineError, GenerationSettings
+    from .state import AppState
+    from .store import SessionStore
+
+    try:
+        GenerationSettings().update(settings_args)
+        endpoint = make_endpoint(ns) if ns.endpoint else None
+        remembered = AppState.load(SessionStore(ns.data_dir).root).last_model
+        spec = choose_spec(given, config.model, remembered)
+    except EngineError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    options = LaunchOptions(
+        spec=spec if endpoint is None else choose_spec({}, config.model, remembered),
+        endpoint=endpoint,
+        endpoint_model=str(given.get("source") or "default"),
+        settings_args=settings_args,
+        system_prompt=ns.system_prompt,
+        data_dir=ns.data_dir,
+        prompt_lookup=ns.prompt_lookup,
+        assistant_model=ns.assistant_model,
+    )
+    return run_app(options)
 
 
 if __name__ == "__main__":

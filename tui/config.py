@@ -1,11 +1,15 @@
-"""Typed user settings in ``config.toml`` (platformdirs config dir), read at call time.
+"""The user's ``config.toml`` (in the platformdirs config folder), read at call time.
+
+The file is the user's: chat-tui reads it and never rewrites it behind their back.
+Only a preference the user changes in the UI (choosing a theme) is written, and then
+through a round-trip editor (tomlkit) that keeps their comments, order and unknown
+tables. What the app remembers on its own (open tabs, recent models, the last model)
+lives in :mod:`tui.state`.
 
 ```toml
 theme = "chat-tui-dark"
-open_tabs = ["20261125-101500-ab12cd"]
-recent_models = ["default", "Qwen/Qwen2.5-0.5B-Instruct"]
 
-[model]          # the default model spec for new sessions
+[model]          # the default model for new sessions
 source = "default"
 dtype = "auto"
 
@@ -16,31 +20,30 @@ new_tab = "ctrl+t"
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from . import paths
 from .store.atomic import atomic_write, ensure_dir
 
 CONFIG_NAME = "config.toml"
-MAX_RECENT = 10
+
+
+class ConfigError(Exception):
+    """The config file could not be read or written; the message is one sentence."""
 
 
 @dataclass
 class AppConfig:
-    theme: str = "chat-tui-dark"
-    model: dict[str, Any] = field(default_factory=dict)
+    theme: str | None = None  # None: not set by the user
+    model: dict[str, Any] = field(default_factory=dict)  # the user's default model
     keymap: dict[str, str] = field(default_factory=dict)
-    recent_models: list[str] = field(default_factory=list)
-    open_tabs: list[str] = field(default_factory=list)
-    show_sidebar: bool = True
-    endpoint: str = ""  # the last OpenAI-compatible server used (URL only)
-    api_key_env: str = "OPENAI_API_KEY"  # the variable holding its key, never the key
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding an endpoint's key
     problem: str | None = None  # why the file could not be read, if it could not
+    legacy: dict[str, Any] = field(default_factory=dict)  # state keys older versions wrote
 
     @classmethod
     def path(cls) -> Path:
@@ -53,43 +56,53 @@ class AppConfig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls()
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
             return cls(problem=f"{path} could not be read ({exc}); using defaults")
         config = cls()
         if isinstance(data.get("theme"), str):
             config.theme = data["theme"]
-        if isinstance(data.get("model"), dict):
-            config.model = data["model"]
-        if isinstance(data.get("keymap"), dict):
-            config.keymap = {str(k): str(v) for k, v in data["keymap"].items()}
-        for key in ("recent_models", "open_tabs"):
-            value = data.get(key)
-            if isinstance(value, list):
-                setattr(config, key, [str(v) for v in value])
-        for key in ("endpoint", "api_key_env"):
-            if isinstance(data.get(key), str):
-                setattr(config, key, data[key])
-        if isinstance(data.get("show_sidebar"), bool):
-            config.show_sidebar = data["show_sidebar"]
+        model = data.get("model")
+        if isinstance(model, dict) and all(isinstance(k, str) for k in model):
+            config.model = {k: v for k, v in model.items() if isinstance(v, str | bool | int)}
+        keymap = data.get("keymap")
+        if isinstance(keymap, dict):
+            config.keymap = {str(k): v for k, v in keymap.items() if isinstance(v, str)}
+        if isinstance(data.get("api_key_env"), str):
+            config.api_key_env = data["api_key_env"]
+        for key in ("open_tabs", "recent_models"):  # written by chat-tui 0.1 (state now)
+            if isinstance(data.get(key), list):
+                config.legacy[key] = [str(v) for v in data[key]]
         return config
 
-    def save(self) -> None:
-        if self.problem:  # never overwrite a file we could not read
-            return
-        path = self.path()
-        ensure_dir(path.parent)
-        data = {
-            "theme": self.theme,
-            "show_sidebar": self.show_sidebar,
-            "endpoint": self.endpoint,
-            "api_key_env": self.api_key_env,
-            "open_tabs": self.open_tabs,
-            "recent_models": self.recent_models[:MAX_RECENT],
-            "model": self.model,
-            "keymap": self.keymap,
-        }
-        atomic_write(path, tomli_w.dumps(data))
+    def set_theme(self, theme: str) -> None:
+        """The user picked a theme: change that one line of the file, nothing else."""
+        self.theme = theme
+        self._edit("theme", theme)
 
-    def remember_model(self, source: str) -> None:
-        self.recent_models = [source] + [m for m in self.recent_models if m != source]
-        self.recent_models = self.recent_models[:MAX_RECENT]
+    def _edit(self, key: str, value: Any) -> None:
+        if self.problem:  # never overwrite a file we could not read
+            raise ConfigError(f"Not saved: {self.problem}.")
+        import tomlkit
+
+        path = self.path()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Could not read {path}: {exc}.") from None
+        try:
+            document = tomlkit.parse(text)
+        except Exception as exc:  # tomlkit raises its own ParseError family
+            raise ConfigError(f"Not saved: {path} could not be read ({exc}).") from None
+        if document.get(key) == value:
+            return
+        document[key] = value  # tomlkit keeps comments and puts a new key before tables
+        try:
+            ensure_dir(path.parent)
+            mode = path.stat().st_mode & 0o7777 if text else None
+            atomic_write(path, tomlkit.dumps(document))
+            if mode is not None:
+                os.chmod(path, mode)  # the user's file keeps the mode they gave it
+        except OSError as exc:
+            raise ConfigError(f"Could not save {path}: {exc.strerror or exc}.") from None

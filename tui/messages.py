@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from .engine.generation import GenerationResult, TurnInfo
+    from .engine.memory import MemorySnapshot
+    from .engine.protocol import ModelInfo
+    from .engine.spec import ModelSpec
 
 
 @dataclass
@@ -17,12 +23,15 @@ class TokenChunk(Message):
 
 @dataclass
 class GenerationStarted(Message):
-    """The model is ours now (another tab may have been generating)."""
+    """The model is ours now (another tab may have been generating) and the prompt is
+    built: its length, the context limit, and what did not fit."""
+
+    info: TurnInfo
 
 
 @dataclass
 class GenerationFinished(Message):
-    result: Any  # engine.generation.GenerationResult
+    result: GenerationResult
     continued: bool = False
 
 
@@ -37,19 +46,18 @@ class LoadProgress(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    loaded: Any  # engine.loader.LoadedModel or engine.remote.RemoteModel
-    engine: Any = None  # the engine that loaded it (local or remote)
+    model: ModelInfo
 
 
 @dataclass
 class ModelLoadFailed(Message):
     error: str
-    spec: Any
+    spec: ModelSpec | None
 
 
 @dataclass
 class MemorySample(Message):
-    snapshot: Any  # engine.memory.MemorySnapshot
+    snapshot: MemorySnapshot
     weights: int
     cache: int
 

@@ -41,3 +41,14 @@ def config_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def state_dir() -> Path:
+    """What the app remembers between runs (open tabs per data dir, recent models):
+    not the user's config, not their data."""
+    env = os.environ.get("CHAT_TUI_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))

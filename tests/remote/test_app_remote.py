@@ -23,12 +23,13 @@ async def test_switch_between_local_and_endpoint(
     serve, tiny_llama_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("CHAT_TUI_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-saved")
     local_spec = ModelSpec(source=str(tiny_llama_dir))
     app = ChatApp(spec=local_spec, data_dir=str(tmp_path / "data"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(app.model_ready.is_set)
-        pane = app.active_pane
+        await wait_for(app.controller.ready.is_set)
+        pane = app.main_screen.active_pane
         pane.conversation.settings = {"do_sample": False, "max_new_tokens": 4}
 
         async def ask(text: str):
@@ -40,33 +41,31 @@ async def test_switch_between_local_and_endpoint(
             return pane.conversation.transcript[-1]
 
         local_reply = await ask("hello local")
-        assert local_reply.stop_reason in ("eos", "length") and not getattr(
-            app.engine, "remote", False
-        )
+        assert local_reply.stop_reason in ("eos", "length") and not app.controller.on_endpoint
 
-        panel = app.query_one(SettingsPanel)
+        panel = app.main_screen.query_one(SettingsPanel)
         panel.post_message(
             SettingsPanel.Applied(
                 ModelSpec(source=serve["model"]), "", [], "endpoint", serve["url"]
             )
         )
-        await wait_for(
-            lambda: getattr(app.engine, "remote", False) and app.engine.loaded is not None
-        )
+        await wait_for(lambda: app.controller.on_endpoint and app.controller.model is not None)
         await pilot.pause()
         remote_reply = await ask("hello server")
         assert remote_reply.error is None and remote_reply.new_tokens == 4
         assert pane.conversation.model["endpoint"] == serve["url"]
-        app.sample_memory()
-        await wait_for(lambda: "remote" in str(app.query_one("#memory .memory-lines").render()))
+        app.main_screen.sample_memory()
+        await wait_for(
+            lambda: "remote" in str(app.main_screen.query_one("#memory .memory-lines").render())
+        )
 
         panel.post_message(SettingsPanel.Applied(local_spec, "", [], "local", ""))
-        await wait_for(lambda: not getattr(app.engine, "remote", False))
+        await wait_for(lambda: not app.controller.on_endpoint)
         back = await ask("local again")
         assert back.stop_reason in ("eos", "length")
         assert [m.role for m in pane.conversation.transcript] == ["user", "assistant"] * 3
 
-    saved = app.store.load(pane.conversation.id)
+    saved = app.sessions.store.load(pane.conversation.id)
     assert len(saved.transcript) == 6
     for path in tmp_path.rglob("*"):
         if path.is_file():

@@ -30,14 +30,11 @@ from textual.pilot import Pilot
 
 from tui.app import ChatApp
 from tui.engine.errors import EngineError
-from tui.engine.generation import (
-    STOP_EOS,
-    STOP_STOPPED,
-    GenerationResult,
-    GenerationStats,
-)
+from tui.engine.generation import GenerationResult, GenerationStats, TurnInfo
+from tui.engine.protocol import Capabilities, ChatEngine
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
+from tui.reasons import StopReason
 from tui.store import SessionStore
 
 MiB = 1024**2
@@ -76,7 +73,7 @@ def echo(messages: Sequence[dict[str, str]]) -> list[str]:
     return ["Echo", ": ", last]
 
 
-class FakeEngine:
+class FakeEngine(ChatEngine):
     """A scripted model.
 
     * ``replies``: chunk lists used in call order; when it runs out, ``script`` (``echo``
@@ -89,6 +86,15 @@ class FakeEngine:
     * ``chat_error`` / ``load_error``: raised by ``chat`` / ``load``. A failed load
       leaves ``loaded`` as it was, like the real engine.
     """
+
+    capabilities = Capabilities(
+        kind="local",
+        weights_in_memory=True,
+        continue_reply=True,
+        kv_cache=True,
+        token_count=True,
+        speculative=False,
+    )
 
     def __init__(
         self,
@@ -168,7 +174,12 @@ class FakeEngine:
         if self.loaded is None:
             raise EngineError("No model is loaded yet.")
         if on_start is not None:
-            on_start()
+            on_start(
+                TurnInfo(
+                    prompt_tokens=self.count_tokens(messages, system_prompt),
+                    context_limit=self.loaded.context_limit,
+                )
+            )
         if self.chat_error is not None:
             raise self.chat_error
         started = time.perf_counter()
@@ -196,7 +207,7 @@ class FakeEngine:
             time_to_first_token=FAKE_TTFT if sent else None,
             tokens_per_second=FAKE_TPS if sent else None,
             total_seconds=time.perf_counter() - started,
-            stop_reason=STOP_STOPPED if stopped else STOP_EOS,
+            stop_reason=StopReason.STOPPED if stopped else StopReason.EOS,
         )
         if conversation_id is not None:
             with self._lock:
@@ -220,10 +231,26 @@ class FakeEngine:
 class Dirs:
     data: Path
     config: Path
+    state: Path
 
     @property
     def config_file(self) -> Path:
         return self.config / "config.toml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state / "state.toml"
+
+    def open_tabs(self) -> list[str]:
+        """The open tabs the app state records for this test's data dir."""
+        from tui.state import AppState
+
+        return AppState.load(self.data).open_tabs
+
+    def set_open_tabs(self, tabs: list[str]) -> None:
+        from tui.state import AppState
+
+        AppState.load(self.data).set_open_tabs(tabs)
 
     def store(self) -> SessionStore:
         """A second, independent view of the data folder (what is really on disk)."""
@@ -232,8 +259,9 @@ class Dirs:
 
 @pytest.fixture
 def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dirs:
-    found = Dirs(tmp_path / "data", tmp_path / "config")
+    found = Dirs(tmp_path / "data", tmp_path / "config", tmp_path / "state")
     monkeypatch.setenv("CHAT_TUI_CONFIG_DIR", str(found.config))
+    monkeypatch.setenv("CHAT_TUI_STATE_DIR", str(found.state))
     monkeypatch.setenv("CHAT_TUI_DATA_DIR", str(found.data))
     return found
 
@@ -331,10 +359,21 @@ class UI:
         await asyncio.wait_for(pilot.pause(), timeout)
 
     @staticmethod
+    async def ready(pilot: Pilot) -> None:
+        """Wait for the main screen to have its tabs (restored or new)."""
+        app = pilot.app
+        await UI.wait_until(
+            pilot,
+            lambda: app._main is not None and app._main.ready,  # type: ignore[attr-defined]
+            "the main screen",
+        )
+
+    @staticmethod
     async def paste(pilot: Pilot, text: str) -> None:
         """Paste ``text`` into the focused widget (one event: typing long text key by
         key costs a wait-for-idle per key)."""
-        assert pilot.app.focused is not None, "nothing has focus to paste into"
+        await UI.ready(pilot)
+        await UI.wait_until(pilot, lambda: pilot.app.focused is not None, "focus to paste into")
         pilot.app.post_message(events.Paste(text))  # as the driver does; the app forwards it
         await pilot.pause()
 
@@ -353,7 +392,7 @@ class UI:
         await pilot.pause()
         await cls.wait_until(
             pilot,
-            lambda: not any(p.generating for p in app.panes()),  # type: ignore[attr-defined]
+            lambda: not any(p.generating for p in app.main_screen.panes()),  # type: ignore[attr-defined]
             "replies to finish",
         )
         await cls.workers_done(pilot)

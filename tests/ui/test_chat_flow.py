@@ -31,7 +31,7 @@ async def test_question_and_streamed_reply_are_shown_saved_and_timed(make_app, e
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "What is the answer?")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         shown = views(pane)
         assert [v.message.role for v in shown] == ["user", "assistant"]
         assert texts(pane) == ["What is the answer?", "The answer is **42**."]
@@ -65,7 +65,7 @@ async def test_escape_stops_the_stream_and_keeps_the_partial_reply(make_app, eng
     engine.hold_after = 2
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await ui.paste(pilot, "count to four")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the first two chunks")
@@ -98,14 +98,14 @@ async def test_an_interrupted_reply_says_so_in_its_header(make_app, engine, ui, 
         if stop == "escape":
             await pilot.press("escape")
             await ui.settle(pilot)
-            assert header_text(views(app.active_pane)[-1]).endswith("[stopped]")
+            assert header_text(views(app.main_screen.active_pane)[-1]).endswith("[stopped]")
             return
         app.save_and_exit(signal.SIGTERM)
         await pilot.pause()
     app = make_app()  # the interrupted reply, as shown when the tab is reopened
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert header_text(views(app.active_pane)[-1]).endswith("[interrupted]")
+        assert header_text(views(app.main_screen.active_pane)[-1]).endswith("[interrupted]")
 
 
 async def test_a_reopened_stopped_reply_keeps_its_stopped_style(make_app, engine, ui):
@@ -120,12 +120,12 @@ async def test_a_reopened_stopped_reply_keeps_its_stopped_style(make_app, engine
         await ui.wait_until(pilot, lambda: engine.held == 1, "the reply to start")
         await pilot.press("escape")
         await ui.settle(pilot)
-        assert views(app.active_pane)[-1].has_class("interrupted")
+        assert views(app.main_screen.active_pane)[-1].has_class("interrupted")
         await pilot.press("ctrl+q")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        reply_view = views(app.active_pane)[-1]
+        reply_view = views(app.main_screen.active_pane)[-1]
         assert reply_view.message.stop_reason == "stopped"
         assert reply_view.has_class("interrupted")
 
@@ -136,7 +136,7 @@ async def test_escape_with_nothing_streaming_does_nothing(make_app, ui):
         await pilot.press("escape")
         await pilot.pause()
         assert ui.notes(app) == []
-        assert views(app.active_pane) == []
+        assert views(app.main_screen.active_pane) == []
 
 
 async def test_up_and_down_recall_earlier_prompts(make_app, ui):
@@ -144,7 +144,7 @@ async def test_up_and_down_recall_earlier_prompts(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "first question")
         await ui.send(pilot, "second question")
-        prompt = app.active_pane.prompt
+        prompt = app.main_screen.active_pane.prompt
         await ui.type(pilot, "draft")
         await pilot.press("up")
         assert prompt.text == "second question"
@@ -166,13 +166,13 @@ async def test_history_of_a_reopened_conversation_is_recallable(make_app, ui):
     again = make_app()
     async with again.run_test(size=SIZE) as pilot:
         await pilot.press("up")
-        assert again.active_pane.prompt.text == "remember me"
+        assert again.main_screen.active_pane.prompt.text == "remember me"
 
 
 async def test_ctrl_j_inserts_a_newline_without_sending(make_app, engine, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await ui.type(pilot, "line one")
         await pilot.press("ctrl+j")
         await ui.type(pilot, "line two")
@@ -191,7 +191,7 @@ async def test_enter_on_an_empty_prompt_sends_nothing(make_app, engine, ui):
         await ui.type(pilot, "   ")
         await pilot.press("enter")
         await ui.settle(pilot)
-        assert engine.calls == [] and views(app.active_pane) == []
+        assert engine.calls == [] and views(app.main_screen.active_pane) == []
 
 
 @pytest.mark.parametrize("how", ["ctrl+r", "/regenerate"])
@@ -202,7 +202,7 @@ async def test_regenerate_adds_a_sibling_reply_and_keeps_the_old_one(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "question")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         if how.startswith("/"):
             await ui.send(pilot, how)
         else:
@@ -235,7 +235,7 @@ async def test_ctrl_t_cycles_between_reply_versions(make_app, engine, dirs, ui):
         await ui.send(pilot, "question")
         await pilot.press("ctrl+r")
         await ui.settle(pilot)
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await pilot.press("ctrl+t")
         await pilot.pause()
         assert texts(pane) == ["question", "First answer"]
@@ -261,10 +261,10 @@ async def test_ctrl_e_puts_the_last_question_in_the_prompt(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "question one")
-        assert app.focused is app.active_pane.prompt
+        assert app.focused is app.main_screen.active_pane.prompt
         await pilot.press("ctrl+e")
         await pilot.pause()
-        assert app.active_pane.prompt.text == "question one", (
+        assert app.main_screen.active_pane.prompt.text == "question one", (
             "ctrl+e did not start editing the last question (the focused prompt took the key)"
         )
 
@@ -276,9 +276,9 @@ async def test_edit_and_resend_creates_a_branch_and_keeps_the_old_question(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "question one")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         # what ctrl+e is bound to (the key itself is covered by the test above)
-        await app.run_action("edit_previous")
+        await pane.run_action("edit_previous")
         await pilot.pause()
         assert pane.prompt.text == "question one"
         assert any("Enter resends it as a new branch" in n.message for n in ui.notes(app))
@@ -309,8 +309,8 @@ async def test_ctrl_t_switches_back_to_the_exchange_before_an_edit(make_app, eng
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "question one")
-        pane = app.active_pane
-        await app.run_action("edit_previous")
+        pane = app.main_screen.active_pane
+        await pane.run_action("edit_previous")
         await pilot.press("end")
         await ui.send(pilot, ", edited")
         assert texts(pane) == ["question one, edited", "Answer two"]
@@ -331,7 +331,7 @@ async def test_a_crash_inside_generation_is_reported_and_the_question_is_saved(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "will this work?")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         errors = ui.notes(app, "error")
         assert errors and any("the fake model fell over" in n.message for n in errors)
         assert not pane.generating
@@ -352,7 +352,7 @@ async def test_sigterm_while_streaming_saves_the_partial_reply_as_interrupted(
     engine.hold_after = 2
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await ui.paste(pilot, "tell me everything")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "two chunks")
@@ -378,7 +378,7 @@ async def test_a_long_reply_streams_to_completion(make_app, engine, dirs, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "write a lot")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         reply = pane.conversation.transcript[-1]
         assert reply.content == "".join(chunks)
         assert reply.new_tokens == 4000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import Input, Markdown, TextArea
 
-from tui.chat_commands import COMMANDS
-from tui.screens.modals import HelpScreen
+from tui.screens.help import HelpScreen
+from tui.slash_commands import COMMANDS
 from tui.widgets.message_view import MessageView
 
 SIZE = (120, 40)
@@ -33,7 +33,7 @@ async def test_help_opens_the_help_screen_listing_keys_and_commands(make_app, ui
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
-        assert app.active_pane.prompt.text == ""
+        assert app.main_screen.active_pane.prompt.text == ""
 
 
 async def test_f1_opens_help_too(make_app, ui):
@@ -47,9 +47,9 @@ async def test_f1_opens_help_too(make_app, ui):
 async def test_new_opens_a_tab(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        first = app.active_pane
+        first = app.main_screen.active_pane
         await command(pilot, ui, "/new")
-        assert len(app.panes()) == 2 and app.active_pane is not first
+        assert len(app.main_screen.panes()) == 2 and app.main_screen.active_pane is not first
         assert first.prompt.text == ""
 
 
@@ -57,7 +57,7 @@ async def test_clear_starts_over_and_keeps_the_old_messages_in_the_file(make_app
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "before")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         conv_id = pane.conversation.id
         await command(pilot, ui, "/clear")
         assert texts(pane) == [] and pane.conversation.transcript == []
@@ -73,10 +73,10 @@ async def test_save_with_a_name_names_the_conversation_and_its_tab(make_app, dir
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "something worth keeping")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await command(pilot, ui, "/save trip plans")
         assert pane.conversation.name == "trip plans"
-        tab = app.tabs.get_tab(pane.parent.id)
+        tab = app.main_screen.tabs.get_tab(pane.parent.id)
         assert str(tab.label) == "trip plans"
         saved = dirs.store().load(pane.conversation.id)
         assert (saved.name, saved.title) == ("trip plans", "trip plans")
@@ -88,7 +88,7 @@ async def test_save_with_nothing_to_save_warns(make_app, dirs, ui):
     async with app.run_test(size=SIZE) as pilot:
         await command(pilot, ui, "/save")
         assert any("Nothing to save" in n.message for n in ui.notes(app, "warning"))
-        assert not dirs.store().path_for(app.active_pane.conversation.id).exists()
+        assert not dirs.store().path_for(app.main_screen.active_pane.conversation.id).exists()
 
 
 async def test_set_changes_the_conversation_settings_passed_to_the_engine(
@@ -97,7 +97,7 @@ async def test_set_changes_the_conversation_settings_passed_to_the_engine(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "hello")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await command(pilot, ui, "/set temperature=0.7 max_new_tokens=32")
         assert pane.conversation.settings == {"temperature": 0.7, "max_new_tokens": 32}
         assert app.query_one("#gen-temperature", Input).value == "0.7"
@@ -113,7 +113,7 @@ async def test_set_changes_the_conversation_settings_passed_to_the_engine(
 async def test_set_with_a_bad_value_shows_an_error_and_changes_nothing(make_app, engine, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await command(pilot, ui, "/set temperature=0.7")
         for bad in ("/set temperature=hot", "/set top_p=2", "/set temperature=0.2 top_k=-1"):
             await command(pilot, ui, bad)
@@ -132,7 +132,7 @@ async def test_reset_forgets_the_settings(make_app, engine, ui):
     async with app.run_test(size=SIZE) as pilot:
         await command(pilot, ui, "/set temperature=0.7")
         await command(pilot, ui, "/reset")
-        assert app.active_pane.conversation.settings == {}
+        assert app.main_screen.active_pane.conversation.settings == {}
         assert app.query_one("#gen-temperature", Input).value == ""
         await ui.send(pilot, "hello")
         assert engine.calls[-1].settings == {}
@@ -142,7 +142,7 @@ async def test_system_sets_the_system_prompt_given_to_the_engine(make_app, engin
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await command(pilot, ui, "/system You are a terse pirate.")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         assert pane.conversation.system_prompt == "You are a terse pirate."
         assert app.query_one("#system-prompt", TextArea).text == "You are a terse pirate."
         await ui.send(pilot, "hello")
@@ -159,16 +159,20 @@ async def test_model_loads_the_named_model(make_app, engine, dirs, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "hello")
         await command(pilot, ui, "/model org/tiny-model")
-        await ui.wait_until(pilot, lambda: app.spec.source == "org/tiny-model", "the load")
+        await ui.wait_until(
+            pilot, lambda: app.controller.spec.source == "org/tiny-model", "the load"
+        )
         assert [s.source for s in engine.loads] == ["org/tiny-model"]
         assert engine.loaded.spec.source == "org/tiny-model"
-        assert "tiny-model" in app.sub_title
+        assert "tiny-model" in app.main_screen.sub_title
         assert app.query_one("#model-source", Input).value == "org/tiny-model"
         assert any(n.message.startswith("Loaded tiny-model") for n in ui.notes(app))
         await ui.send(pilot, "and now?")
-        reply = app.active_pane.conversation.transcript[-1]
+        reply = app.main_screen.active_pane.conversation.transcript[-1]
         assert reply.model == "tiny-model"
-    assert "org/tiny-model" in (dirs.config_file.read_text())
+    # remembered as state; the user's config is not written
+    assert "org/tiny-model" in dirs.state_file.read_text()
+    assert not dirs.config_file.exists()
 
 
 async def test_stats_shows_the_last_reply_and_the_model(make_app, ui):
@@ -187,7 +191,7 @@ async def test_exit_saves_and_quits(make_app, dirs, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "bye")
-        conv_id = app.active_pane.conversation.id
+        conv_id = app.main_screen.active_pane.conversation.id
         assert app.return_code is None
         await ui.paste(pilot, "/exit")
         await pilot.press("enter")
@@ -196,7 +200,8 @@ async def test_exit_saves_and_quits(make_app, dirs, ui):
     assert [m.content for m in dirs.store().load(conv_id).transcript] == ["bye", "Echo: bye"]
 
 
-async def test_an_unknown_command_lists_the_commands_and_keeps_the_text(make_app, engine, ui):
+async def test_an_unknown_command_lists_the_commands_and_clears_the_prompt(make_app, engine, ui):
+    """The next command is not typed after it (``/foo/copy``); Up brings it back."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await command(pilot, ui, "/frobnicate now")
@@ -204,8 +209,11 @@ async def test_an_unknown_command_lists_the_commands_and_keeps_the_text(make_app
         assert "Unknown command /frobnicate" in note.message
         for name in COMMANDS:
             assert f"/{name}" in note.message
-        assert app.active_pane.prompt.text == "/frobnicate now"
+        prompt = app.main_screen.active_pane.prompt
+        assert prompt.text == ""
         assert engine.calls == []
+        await pilot.press("up")
+        assert prompt.text == "/frobnicate now"
 
 
 async def test_a_double_slash_sends_a_literal_slash(make_app, engine, ui):
@@ -213,4 +221,4 @@ async def test_a_double_slash_sends_a_literal_slash(make_app, engine, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "//etc/hosts is a file")
         assert engine.calls[-1].messages[-1]["content"] == "/etc/hosts is a file"
-        assert texts(app.active_pane)[0] == "/etc/hosts is a file"
+        assert texts(app.main_screen.active_pane)[0] == "/etc/hosts is a file"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui.screens.modals import ModelPicker, SessionBrowser
+from tui.screens.model_picker import ModelPicker
+from tui.screens.session_browser import SessionBrowser
 
 SIZE = (120, 40)
 

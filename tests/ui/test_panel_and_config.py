@@ -38,7 +38,8 @@ async def test_ctrl_b_hides_and_shows_the_side_panel_and_remembers(make_app, dir
         await pilot.pause()
         assert not sidebar.display
         assert app.query_one("#chat-area").size.width > chat_width
-        assert tomllib.loads(dirs.config_file.read_text())["show_sidebar"] is False
+        assert not dirs.config_file.exists()  # remembered as state, not in the config
+        assert tomllib.loads(dirs.state_file.read_text())["show_sidebar"] is False
         await pilot.press("ctrl+b")
         await pilot.pause()
         assert sidebar.display
@@ -60,10 +61,10 @@ async def test_apply_with_a_new_precision_reloads_the_model(make_app, engine, ui
         await pilot.pause()
         assert precision.value == "bf16"
         await apply(pilot)
-        await ui.wait_until(pilot, lambda: app.spec.dtype == "bf16", "the reload")
+        await ui.wait_until(pilot, lambda: app.controller.spec.dtype == "bf16", "the reload")
         assert engine.loads == [ModelSpec(dtype="bf16")]
         assert engine.loaded.spec == ModelSpec(dtype="bf16")
-        assert "bf16" in app.sub_title
+        assert "bf16" in app.main_screen.sub_title
 
 
 async def test_apply_with_generation_fields_stores_them_in_the_conversation(
@@ -72,7 +73,7 @@ async def test_apply_with_generation_fields_stores_them_in_the_conversation(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "hello")
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await fill(pilot, ui, "#gen-temperature", "0.5")
         await fill(pilot, ui, "#gen-max_new_tokens", "64")
         await fill(pilot, ui, "#system-prompt", "Be brief.")
@@ -98,7 +99,7 @@ async def test_apply_with_generation_fields_stores_them_in_the_conversation(
 async def test_apply_with_a_bad_field_shows_an_error_and_changes_nothing(make_app, engine, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await fill(pilot, ui, "#gen-top_k", "many")
         await apply(pilot)
         (error,) = ui.notes(app, "error")
@@ -176,10 +177,10 @@ async def test_a_keymap_entry_remaps_a_binding(make_app, dirs, ui):
         await pilot.pause()
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert len(app.panes()) == 2
+        assert len(app.main_screen.panes()) == 2
         await pilot.press("ctrl+n")  # no longer bound to a new tab
         await pilot.pause()
-        assert len(app.panes()) == 2
+        assert len(app.main_screen.panes()) == 2
     assert tomllib.loads(dirs.config_file.read_text())["keymap"] == {"new_tab": "ctrl+t"}
 
 

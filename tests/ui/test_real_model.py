@@ -16,15 +16,15 @@ async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs,
         load_on_start=True,
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        await ui.wait_until(pilot, app.model_ready.is_set, "the model to load", timeout=120)
+        await ui.wait_until(pilot, app.controller.ready.is_set, "the model to load", timeout=120)
         await pilot.pause()
-        assert isinstance(app.engine, Engine)
-        assert app.engine.loaded.spec.source == str(tiny_llama_dir)
+        assert isinstance(app.controller.engine, Engine)
+        assert app.controller.engine.loaded.spec.source == str(tiny_llama_dir)
         assert not app.query_one("#load-progress").display
         await ui.paste(pilot, "/set do_sample=false max_new_tokens=8")
         await pilot.press("enter")
         await ui.settle(pilot)
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         assert pane.conversation.settings == {"do_sample": False, "max_new_tokens": 8}
         await ui.paste(pilot, "Hello, who are you?")
         await pilot.press("enter")

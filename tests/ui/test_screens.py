@@ -9,7 +9,9 @@ from textual.widgets import DataTable, Input, Label, OptionList, Static
 
 from tui.engine.errors import MissingFilesError
 from tui.engine.spec import ModelSpec
-from tui.screens.modals import ConfirmScreen, ModelPicker, SessionBrowser, TextPrompt
+from tui.screens.dialogs import ConfirmScreen, TextPrompt
+from tui.screens.model_picker import ModelPicker
+from tui.screens.session_browser import SessionBrowser
 from tui.widgets.message_view import MessageView
 
 SIZE = (120, 40)
@@ -59,11 +61,11 @@ async def test_model_picker_loads_a_typed_path(make_app, engine, tmp_path: Path,
         await ui.paste(pilot, folder)
         assert f"[load] {folder}" in options(screen).values()
         await pilot.press("enter")
-        await ui.wait_until(pilot, lambda: app.spec.source == folder, "the load")
+        await ui.wait_until(pilot, lambda: app.controller.spec.source == folder, "the load")
         assert [s.source for s in engine.loads] == [folder]
         assert engine.loaded.name == "my-model"
         assert any(n.message.startswith("Loaded my-model") for n in ui.notes(app))
-        assert app.config.recent_models[0] == folder
+        assert app.state.recent_models[0] == folder
         # the next time, it is offered as a recent model
         screen = await open_picker(pilot, ui)
         assert "(loaded)" in options(screen)[folder]
@@ -80,7 +82,7 @@ async def test_a_failing_load_reports_the_error_and_keeps_the_previous_model(
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "before")
         previous = engine.loaded
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         await open_picker(pilot, ui)
         await ui.paste(pilot, folder)
         await pilot.press("enter")
@@ -90,8 +92,8 @@ async def test_a_failing_load_reports_the_error_and_keeps_the_previous_model(
         assert "has no config.json" in error.message
         assert "Still using fake-model" in error.message
         assert engine.loaded is previous
-        assert app.spec == ModelSpec()
-        assert app.model_ready.is_set()
+        assert app.controller.spec == ModelSpec()
+        assert app.controller.ready.is_set()
         assert app.query_one("#model-source", Input).value == "default"
         assert not app.query_one("#load-progress").display
         assert texts(pane) == ["before", "Echo: before"]
@@ -140,10 +142,12 @@ async def test_session_browser_lists_conversations_and_enter_opens_one(make_app,
         assert listed[1][2:] == ["2026-01-01 12:00", "2"]
         assert "2 conversation(s)" in str(screen.query_one("#browser-note", Static).content)
         await pilot.press("down", "enter")
-        await ui.wait_until(pilot, lambda: len(app.panes()) == 2, "the conversation's tab")
+        await ui.wait_until(
+            pilot, lambda: len(app.main_screen.panes()) == 2, "the conversation's tab"
+        )
         await pilot.pause()
         assert not isinstance(app.screen, SessionBrowser)
-        pane = app.active_pane
+        pane = app.main_screen.active_pane
         assert pane.conversation.id == apples
         assert texts(pane) == ["Tell me about apples", "They are fruit."]
         # opening it again switches to its tab rather than opening a second one
@@ -153,7 +157,7 @@ async def test_session_browser_lists_conversations_and_enter_opens_one(make_app,
         await pilot.press("down", "enter")
         await pilot.pause()
         await pilot.pause()
-        assert len(app.panes()) == 3 and app.active_pane is pane
+        assert len(app.main_screen.panes()) == 3 and app.main_screen.active_pane is pane
 
 
 async def test_session_browser_renames_with_r(make_app, dirs, ui):
@@ -181,7 +185,7 @@ async def test_session_browser_deletes_after_confirmation(make_app, dirs, ui):
         screen = await open_browser(pilot, ui)
         await pilot.press("d")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
-        assert bananas in str(app.screen.query_one(Label).content)
+        assert "'Bananas'" in str(app.screen.query_one(Label).content)  # named by its title
         await pilot.press("n")  # no: nothing happens
         await pilot.pause()
         assert app.screen is screen and dirs.store().path_for(bananas).exists()
@@ -196,7 +200,7 @@ async def test_session_browser_deletes_after_confirmation(make_app, dirs, ui):
         assert len(list((store.folder / ".trash").glob(f"{bananas}-*.toml"))) == 1
         await pilot.press("escape")
         await pilot.pause()
-        assert len(app.panes()) == 1
+        assert len(app.main_screen.panes()) == 1
     assert dirs.store().path_for(apples).exists()
 
 
@@ -206,8 +210,8 @@ async def test_deleting_the_conversation_of_the_active_tab_closes_that_tab(make_
     async with app.run_test(size=SIZE) as pilot:
         await open_browser(pilot, ui)
         await pilot.press("enter")
-        await ui.wait_until(pilot, lambda: len(app.panes()) == 2, "the tab")
-        assert app.active_pane.conversation.id == bananas
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "the tab")
+        assert app.main_screen.active_pane.conversation.id == bananas
         screen = await open_browser(pilot, ui)
         await pilot.press("d")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
@@ -215,6 +219,6 @@ async def test_deleting_the_conversation_of_the_active_tab_closes_that_tab(make_
         await ui.press(pilot, "y")
         await ui.press(pilot, "escape")
         assert app.screen is not screen
-        assert [p.conversation.id for p in app.panes()] != []
-        assert all(p.conversation.id != bananas for p in app.panes())
+        assert [p.conversation.id for p in app.main_screen.panes()] != []
+        assert all(p.conversation.id != bananas for p in app.main_screen.panes())
     assert not dirs.store().path_for(bananas).exists()

@@ -14,9 +14,17 @@ from datetime import UTC, datetime
 import pytest
 from textual.widgets import Input, TextArea
 
-from tui.screens.modals import HelpScreen, ModelPicker, SessionBrowser
+from tui.screens.help import HelpScreen
+from tui.screens.model_picker import ModelPicker
+from tui.screens.session_browser import SessionBrowser
 
 pytestmark = pytest.mark.usefixtures("frozen")
+
+
+async def ui_ready(pilot) -> None:
+    from conftest import UI
+
+    await UI.ready(pilot)
 
 
 @pytest.fixture
@@ -44,7 +52,8 @@ MARKDOWN_REPLY = [
 async def steady(pilot) -> None:
     """Let workers finish, pin the meter, drop toasts and stop cursors blinking."""
     app = pilot.app
-    app.sample_memory()
+    await ui_ready(pilot)
+    app.main_screen.sample_memory()
     # a cancelled (replaced) memory sample must not raise here
     await asyncio.gather(*(w.wait() for w in list(app.workers)), return_exceptions=True)
     await pilot.pause()

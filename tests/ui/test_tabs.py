@@ -3,8 +3,6 @@ and the open tabs coming back after a restart."""
 
 from __future__ import annotations
 
-import tomllib
-
 from tui.widgets.message_view import MessageView
 
 SIZE = (120, 40)
@@ -17,27 +15,27 @@ def texts(pane) -> list[str]:
 async def test_ctrl_n_opens_a_tab_and_the_tab_keys_switch(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        first = app.active_pane
+        first = app.main_screen.active_pane
         await pilot.press("ctrl+n")
         await pilot.pause()
-        second = app.active_pane
-        assert len(app.panes()) == 2 and second is not first
+        second = app.main_screen.active_pane
+        assert len(app.main_screen.panes()) == 2 and second is not first
         assert app.focused is second.prompt
         await pilot.press("ctrl+pageup")
         await pilot.pause()
-        assert app.active_pane is first and app.focused is first.prompt
+        assert app.main_screen.active_pane is first and app.focused is first.prompt
         await pilot.press("ctrl+pagedown")
         await pilot.pause()
-        assert app.active_pane is second
+        assert app.main_screen.active_pane is second
         await pilot.press("ctrl+pagedown")  # wraps around
         await pilot.pause()
-        assert app.active_pane is first
+        assert app.main_screen.active_pane is first
         await pilot.press("alt+left")
         await pilot.pause()
-        assert app.active_pane is second
+        assert app.main_screen.active_pane is second
         await pilot.press("alt+right")
         await pilot.pause()
-        assert app.active_pane is first
+        assert app.main_screen.active_pane is first
 
 
 async def test_ctrl_w_closes_the_active_tab(make_app, ui):
@@ -46,11 +44,11 @@ async def test_ctrl_w_closes_the_active_tab(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert len(app.panes()) == 2
-        assert app.focused is app.active_pane.prompt
+        assert len(app.main_screen.panes()) == 2
+        assert app.focused is app.main_screen.active_pane.prompt
         await pilot.press("ctrl+w")
         await pilot.pause()
-        assert len(app.panes()) == 1, (
+        assert len(app.main_screen.panes()) == 1, (
             "ctrl+w did not close the tab (the focused prompt took the key)"
         )
 
@@ -59,17 +57,16 @@ async def test_closing_tabs_saves_them_and_never_leaves_none(make_app, engine, d
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "keep me")
-        first = app.active_pane
+        first = app.main_screen.active_pane
         conv_id = first.conversation.id
-        await app.run_action("close_tab")  # what ctrl+w is bound to
+        await app.main_screen.run_action("close_tab")  # what ctrl+w is bound to
         await pilot.pause()
-        assert first not in app.panes()
-        assert len(app.panes()) == 1  # a fresh tab replaces the last one
-        assert app.active_pane.conversation.id != conv_id
-        assert texts(app.active_pane) == []
+        assert first not in app.main_screen.panes()
+        assert len(app.main_screen.panes()) == 1  # a fresh tab replaces the last one
+        assert app.main_screen.active_pane.conversation.id != conv_id
+        assert texts(app.main_screen.active_pane) == []
         assert engine.forgotten == [conv_id]
-        open_tabs = tomllib.loads(dirs.config_file.read_text())["open_tabs"]
-        assert conv_id not in open_tabs
+        assert conv_id not in dirs.open_tabs()
     assert dirs.store().load(conv_id).transcript[0].content == "keep me"
 
 
@@ -78,17 +75,17 @@ async def test_a_reply_keeps_streaming_into_its_own_tab_after_switching(make_app
     engine.hold_after = 1
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        first = app.active_pane
+        first = app.main_screen.active_pane
         await ui.paste(pilot, "long question")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the reply to start")
         await pilot.press("ctrl+n")
         await pilot.pause()
-        second = app.active_pane
+        second = app.main_screen.active_pane
         assert second is not first and first.generating
         engine.release.set()
         await ui.settle(pilot)
-        assert app.active_pane is second
+        assert app.main_screen.active_pane is second
         assert texts(first) == ["long question", "Background reply finished"]
         assert first.conversation.transcript[-1].stop_reason == "eos"
         assert texts(second) == [] and second.conversation.messages == []
@@ -102,13 +99,13 @@ async def test_two_tabs_generate_at_once_and_each_reply_lands_in_its_tab(
     engine.hold_after = 1  # echo replies: "Echo" ... ": <question>"
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        first = app.active_pane
+        first = app.main_screen.active_pane
         await ui.paste(pilot, "alpha")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the first reply to start")
         await pilot.press("ctrl+n")
         await pilot.pause()
-        second = app.active_pane
+        second = app.main_screen.active_pane
         await ui.paste(pilot, "beta")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 2, "the second reply to start")
@@ -132,15 +129,15 @@ async def test_open_tabs_come_back_after_a_restart(make_app, dirs, ui):
         await pilot.press("ctrl+n")
         await pilot.pause()
         await ui.send(pilot, "in tab two")
-        ids = [p.conversation.id for p in app.panes()]
+        ids = [p.conversation.id for p in app.main_screen.panes()]
         await pilot.press("ctrl+q")
     assert app.return_code == 0
-    assert tomllib.loads(dirs.config_file.read_text())["open_tabs"] == ids
+    assert dirs.open_tabs() == ids
 
     again = make_app()
     async with again.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        panes = again.panes()
+        panes = again.main_screen.panes()
         assert [p.conversation.id for p in panes] == ids
         assert texts(panes[0]) == ["in tab one", "Echo: in tab one"]
         assert texts(panes[1]) == ["in tab two", "Echo: in tab two"]
@@ -154,14 +151,13 @@ async def test_a_corrupted_session_named_in_open_tabs_does_not_stop_the_app(make
     broken = store.folder / "broken-conv.toml"
     broken.write_bytes(b'schema_version = 1\nid = "broken-conv"\nmessages = [[[ not toml\n')
     before = broken.read_bytes()
-    dirs.config.mkdir(parents=True, exist_ok=True)
-    dirs.config_file.write_text(f'open_tabs = ["broken-conv", "{good.id}"]\n')
+    dirs.set_open_tabs(["broken-conv", good.id])
 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert [p.conversation.id for p in app.panes()] == [good.id]
-        assert texts(app.active_pane) == ["still readable"]
+        assert [p.conversation.id for p in app.main_screen.panes()] == [good.id]
+        assert texts(app.main_screen.active_pane) == ["still readable"]
         warnings = ui.notes(app, "warning")
         assert any("broken-conv" in n.message for n in warnings)
         await ui.send(pilot, "and it still works")
@@ -173,13 +169,12 @@ async def test_only_a_corrupted_session_still_gives_a_usable_tab(make_app, dirs,
     store.folder.mkdir(parents=True, exist_ok=True)
     broken = store.folder / "only.toml"
     broken.write_bytes(b"\xff\xfe not text at all")
-    dirs.config.mkdir(parents=True, exist_ok=True)
-    dirs.config_file.write_text('open_tabs = ["only"]\n')
+    dirs.set_open_tabs(["only"])
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert len(app.panes()) == 1
+        assert len(app.main_screen.panes()) == 1
         assert any("only" in n.message for n in ui.notes(app, "warning"))
         await ui.send(pilot, "hello")
-        assert texts(app.active_pane) == ["hello", "Echo: hello"]
+        assert texts(app.main_screen.active_pane) == ["hello", "Echo: hello"]
     assert broken.read_bytes() == b"\xff\xfe not text at all"

@@ -48,7 +48,7 @@ def test_one_line_folds_newlines_and_cuts() -> None:
 
 
 def test_a_stream_split_inside_a_sequence_is_stripped_like_the_whole() -> None:
-    text = f"before {ESC}]0;a title{ESC}\\ middle {ESC}[3"  + "1m red\r\nend"
+    text = f"before {ESC}]0;a title{ESC}\\ middle {ESC}[3" + "1m red\r\nend"
     for cut in range(1, len(text)):
         stripper = safe_text.StreamStripper()
         out = stripper.feed(text[:cut]) + stripper.feed(text[cut:]) + stripper.flush()

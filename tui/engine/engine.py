@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from . import chat_format, generation, loader
 from .errors import EngineError
+from .progress import Progress
+from .protocol import Capabilities, ChatEngine, OnStart, OnText
 from .settings import GenerationSettings
 from .spec import ModelSpec
 
-Progress = Callable[[float, str], None]
 
-
-class Engine:
+class Engine(ChatEngine):
     """Holds the current model. Thread-safe: loads are serialized, and generations take
     turns on the model (a second caller waits, and can still be stopped while waiting).
 
     A failed :meth:`load` leaves the previous model loaded and usable.
     """
+
+    capabilities = Capabilities(
+        kind="local",
+        weights_in_memory=True,
+        continue_reply=True,
+        kv_cache=True,
+        token_count=True,
+        speculative=True,
+    )
 
     def __init__(
         self,
@@ -88,8 +97,8 @@ class Engine:
         conversation_id: str | None = None,
         settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
-        on_text: Callable[[str], None] | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_text: OnText | None = None,
+        on_start: OnStart | None = None,
         continue_final: bool = False,
     ) -> generation.GenerationResult:
         """Generate the assistant's next reply to ``messages`` (role/content dicts).
@@ -106,10 +115,16 @@ class Engine:
                 stats = generation.GenerationStats(stop_reason=generation.STOP_STOPPED)
                 return generation.GenerationResult("", stats)
         try:
-            if on_start is not None:
-                on_start()
             loaded = self.require_model()
             prompt = self.build_prompt(messages, system_prompt, continue_final)
+            if on_start is not None:
+                on_start(
+                    generation.TurnInfo(
+                        prompt_tokens=len(prompt.ids),
+                        context_limit=loaded.context_limit,
+                        notices=list(prompt.notices),
+                    )
+                )
             active = settings or self.settings
             kwargs = active.generation_kwargs()
             if self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:

@@ -44,6 +44,16 @@ class GenerationStats:
 
 
 @dataclass
+class TurnInfo:
+    """Handed to ``on_start`` once a caller has the model and its prompt is built."""
+
+    prompt_tokens: int | None = None
+    context_limit: int | None = None
+    dropped_messages: int = 0
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
 class GenerationResult:
     text: str
     stats: GenerationStats

@@ -34,7 +34,10 @@ from .generation import (
     STOP_STOPPED,
     GenerationResult,
     GenerationStats,
+    TurnInfo,
 )
+from .progress import Progress
+from .protocol import Capabilities, ChatEngine, OnStart, OnText
 from .settings import GenerationSettings
 from .spec import ModelSpec
 
@@ -342,17 +345,25 @@ class RemoteModel:
     footprint_bytes: int = 0
     load_seconds: float = 0.0
     context_limit: int | None = None
-    remote: bool = True
 
     @property
     def device(self) -> str:
         return self.endpoint.host
 
 
-class RemoteEngine:
-    """The :class:`~tui.engine.engine.Engine` interface over an OpenAI-compatible server."""
+class RemoteEngine(ChatEngine):
+    """The :class:`~tui.engine.protocol.ChatEngine` interface over an OpenAI-compatible
+    server. The chat-completions API has no portable way to continue a partial
+    assistant message, so ``continue_reply`` is off and such a request is refused."""
 
-    remote = True
+    capabilities = Capabilities(
+        kind="endpoint",
+        weights_in_memory=False,
+        continue_reply=False,
+        kv_cache=False,
+        token_count=False,
+        speculative=False,
+    )
 
     def __init__(self, endpoint: Endpoint, settings: GenerationSettings | None = None) -> None:
         self.endpoint = endpoint
@@ -360,9 +371,11 @@ class RemoteEngine:
         self.loaded: RemoteModel | None = None
         self.reuse_cache = False
 
-    def load(
-        self, spec: ModelSpec, progress: Callable[[float, str], None] | None = None
-    ) -> RemoteModel:
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.endpoint.url
+
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> RemoteModel:
         report = progress or (lambda f, s: None)
         report(0.1, f"asking {self.endpoint.host} for its models")
         models = list_models(self.endpoint)
@@ -383,8 +396,9 @@ class RemoteEngine:
         report(1.0, f"using {source} on {self.endpoint.host}")
         return remote
 
-    def load_assistant(self, spec: Any, progress: Any = None) -> None:
-        raise RemoteError("Speculative decoding is up to the server with an endpoint.")
+    def load_assistant(self, spec: ModelSpec | None, progress: Progress | None = None) -> None:
+        if spec is not None:
+            raise RemoteError("Speculative decoding is up to the server with an endpoint.")
 
     def chat(
         self,
@@ -394,24 +408,17 @@ class RemoteEngine:
         conversation_id: str | None = None,
         settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
-        on_text: Callable[[str], None] | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_text: OnText | None = None,
+        on_start: OnStart | None = None,
         continue_final: bool = False,
     ) -> GenerationResult:
         if self.loaded is None:
             raise RemoteError("No endpoint model is selected yet.")
+        if continue_final:
+            self.refuse_continue()
         msgs = with_system(messages, system_prompt)
         if on_start is not None:
-            on_start()
+            on_start(TurnInfo(context_limit=self.loaded.context_limit))
         return stream_chat(
             self.endpoint, self.loaded.name, msgs, settings or self.settings, stop_event, on_text
         )
-
-    def count_tokens(self, messages: Any, system_prompt: Any = None) -> int:
-        return 0
-
-    def forget(self, conversation_id: str) -> None:
-        pass
-
-    def cache_bytes(self, conversation_id: str | None = None) -> int:
-        return 0

@@ -1,32 +1,45 @@
-"""A conversation tab: messages, the prompt, a status line, and the generation worker.
+"""A conversation tab: messages, the prompt, a status line, the generation worker, and
+the actions on its conversation (stop, regenerate, edit, versions, copy, continue, and
+the slash commands that act on one conversation).
 
-Generation runs in a thread worker owned by this pane (so closing the tab cancels it).
-The thread only posts :mod:`tui.messages`; all widget changes happen here, on the UI
-thread. Every completed reply, stop, edit and command that changes the conversation is
-saved at once.
+The pane gets what it needs passed in (its conversation, the model controller, the
+sessions service) and posts messages up (:class:`ChatPane.TitleChanged`,
+:class:`ChatPane.ReplyFinished`, :class:`ChatPane.SettingsChanged`); it never reaches
+into the app. Generation runs in a thread worker owned by this pane (closing the tab
+cancels it); the thread only posts :mod:`tui.messages`, and every widget change happens
+here, on the UI thread. Every reply, stop, edit and command that changes the
+conversation is saved at once through the sessions service.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from .. import chat_commands
+from .. import clipboard, safe_text, slash_commands
 from ..messages import GenerationFinished, GenerationStarted, TokenChunk
-from ..store.model import Conversation, Message
+from ..reasons import StopReason
+from ..store.errors import StoreError
+from ..store.model import Conversation
+from ..store.model import Message as ChatMessage
 from .message_view import MessageView
 from .prompt_input import PromptInput
 
 if TYPE_CHECKING:
-    from ..app import ChatApp
+    from ..engine.controller import ModelController
+    from ..engine.generation import GenerationStats, TurnInfo
+    from ..store.sessions import Sessions
 
 
 class _ChunkBuffer:
@@ -42,53 +55,91 @@ class _ChunkBuffer:
         self.parts: list[str] = []
         self.last = 0.0
         self.total = 0
+        self._lock = threading.Lock()
 
     def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.total += len(text)
-        now = time.monotonic()
-        if now - self.last >= min(0.5, 0.1 + self.total / 20000):
+        with self._lock:
+            self.parts.append(text)
+            self.total += len(text)
+            now = time.monotonic()
+            due = now - self.last >= min(0.5, 0.1 + self.total / 20000)
+            if due:
+                self.last = now
+        if due:
             self.flush()
-            self.last = now
+
+    def take(self) -> str:
+        """Everything not yet posted (for an interrupt: kept, never drawn)."""
+        with self._lock:
+            text = "".join(self.parts)
+            self.parts.clear()
+            return text
 
     def flush(self) -> None:
-        if self.parts:
-            self.post("".join(self.parts))
-            self.parts.clear()
+        text = self.take()
+        if text:
+            self.post(text)
 
 
 class ChatPane(Vertical):
     """One conversation. ``generating`` toggles the ``-generating`` CSS class."""
 
+    BINDINGS = [
+        # priority: the prompt's TextArea has its own ctrl+e / ctrl+y editing keys
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="regenerate", priority=True),
+        Binding("ctrl+e", "edit_previous", "Edit", show=False, id="edit_previous", priority=True),
+        Binding("ctrl+y", "copy_reply", "Copy", show=False, id="copy_reply", priority=True),
+        Binding("ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch", priority=True),
+    ]
+
     generating: reactive[bool] = reactive(False)
 
-    def __init__(self, conversation: Conversation, **kwargs: Any) -> None:
+    @dataclass
+    class TitleChanged(Message):
+        pane: ChatPane
+
+    @dataclass
+    class SettingsChanged(Message):
+        pane: ChatPane
+
+    @dataclass
+    class ReplyFinished(Message):
+        pane: ChatPane
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        controller: ModelController,
+        sessions: Sessions,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.conversation = conversation
+        self.controller = controller
+        self.sessions = sessions
         self.stop_event = threading.Event()
         self.reply_view: MessageView | None = None
         self.partial = ""
-        self.continuing: Message | None = None
-        self.edit_target: Message | None = None
-        self.last_stats: Any = None
+        self.continuing: ChatMessage | None = None
+        self.edit_target: ChatMessage | None = None
+        self.last_stats: GenerationStats | None = None
+        self.turn: TurnInfo | None = None
         self.waiting = False
-
-    @property
-    def chat_app(self) -> ChatApp:
-        return self.app  # type: ignore[return-value]
+        self.unsaved = False  # the last save failed: the next one retries
+        self._buffer: _ChunkBuffer | None = None
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="messages"):
             for message in self.conversation.transcript:
                 yield MessageView(message)
-        yield Static("", classes="status")
+        yield Static("", classes="status", markup=False)
         history = [m.content for m in self.conversation.messages if m.role == "user"]
         yield PromptInput(history=history[-200:], classes="prompt")
 
     def on_mount(self) -> None:
         self.update_status()
-        self.messages_view.scroll_end(animate=False)
+        self.call_after_refresh(self.messages_view.scroll_end, animate=False)
 
     @property
     def messages_view(self) -> VerticalScroll:
@@ -108,13 +159,37 @@ class ChatPane(Vertical):
     def update_status(self) -> None:
         if not self.is_mounted:
             return
-        engine = self.chat_app.engine
-        loaded = engine.loaded if engine else None
+        model = self.controller.model
         parts: list[str] = []
-        if loaded is not None:
-            parts += [loaded.name, loaded.spec.precision_label + f"/{loaded.dtype}", loaded.device]
-            limit = loaded.context_limit
-            used = 0
+        if model is not None:
+            parts += [model.name, model.spec.precision_label + f"/{model.dtype}", model.device]
+            parts.append(self._context_text(model.context_limit))
+        else:
+            parts.append(self.controller.status or "no model")
+        stats = self.last_stats
+        if stats is not None:
+            ttft, tps = stats.time_to_first_token, stats.tokens_per_second
+        else:
+            last = self.last_reply()
+            ttft = last.time_to_first_token if last else None
+            tps = last.tokens_per_second if last else None
+        if ttft:
+            parts.append(f"first token {ttft * 1000:.0f} ms")
+        if tps:
+            parts.append(f"{tps:.1f} tok/s")
+        if self.unsaved:
+            parts.append("NOT SAVED")
+        if self.waiting:
+            parts.append("waiting for the model…")
+        elif self.generating:
+            parts.append("generating… (esc stops)")
+        self.query_one(".status", Static).update(safe_text.one_line(" · ".join(parts)))
+
+    def _context_text(self, limit: int | None) -> str:
+        used = 0
+        if self.generating and self.turn is not None and self.turn.prompt_tokens:
+            used = self.turn.prompt_tokens + self._streamed_tokens()
+        else:
             last = next(
                 (
                     m
@@ -125,52 +200,49 @@ class ChatPane(Vertical):
             )
             if last is not None:
                 used = (last.prompt_tokens or 0) + (last.new_tokens or 0)
-            parts.append(f"ctx {used:,}/{limit:,}" if limit else f"ctx {used:,}")
-        else:
-            parts.append(self.chat_app.load_status or "no model")
-        stats = self.last_stats
-        if stats is None:
-            last = self.last_reply()
-            if last is not None and last.time_to_first_token:
-                parts.append(f"first token {last.time_to_first_token * 1000:.0f} ms")
-                if last.tokens_per_second:
-                    parts.append(f"{last.tokens_per_second:.1f} tok/s")
-        else:
-            if stats.time_to_first_token:
-                parts.append(f"first token {stats.time_to_first_token * 1000:.0f} ms")
-            if stats.tokens_per_second:
-                parts.append(f"{stats.tokens_per_second:.1f} tok/s")
-        if self.waiting:
-            parts.append("waiting for the model…")
-        elif self.generating:
-            parts.append("generating… (esc stops)")
-        self.query_one(".status", Static).update(" · ".join(parts))
+        return f"ctx {used:,}/{limit:,}" if limit else f"ctx {used:,}"
+
+    def _streamed_tokens(self) -> int:
+        return max(1, len(self.partial) // 4) if self.partial else 0  # about 4 chars a token
 
     # -- saving --------------------------------------------------------------------------
     def save(self) -> bool:
-        return self.chat_app.save_conversation(self.conversation)
+        """Save through the sessions service; a failure is a notice, the text stays here
+        marked NOT SAVED, and the next save retries."""
+        try:
+            self.sessions.save(self.conversation)
+        except StoreError as exc:
+            self.unsaved = True
+            self.notify(str(exc), title="Not saved", severity="error", timeout=15)
+            self.update_status()
+            return False
+        if self.unsaved:
+            self.unsaved = False
+            self.update_status()
+        return True
 
     # -- input ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
     async def submitted(self, event: PromptInput.Submitted) -> None:
         event.stop()
         text = event.text
-        try:
-            command = chat_commands.parse(text)
-        except chat_commands.UnknownCommand as exc:
-            self.app.notify(str(exc), severity="warning", timeout=8)
-            return
         event.input.clear()
-        if command is not None:
-            await self.chat_app.run_chat_command(self, command)
+        try:
+            invocation = slash_commands.parse(text)
+        except slash_commands.UnknownCommand as exc:
+            self.notify(str(exc), severity="warning", timeout=8)
             return
-        await self.send(chat_commands.literal(text))
+        if invocation is not None:
+            await self.run_action(invocation.action)
+            return
+        await self.send(slash_commands.literal(text))
 
     async def send(self, text: str) -> None:
         if self.generating:
-            self.app.notify("Still answering; press Esc to stop it first.", severity="warning")
+            self.notify("Still answering; press Esc to stop it first.", severity="warning")
             self.prompt.load_text(text)
             return
+        title = self.conversation.title
         if self.edit_target is not None:
             message = self.conversation.branch_from(self.edit_target.id, "user", text)
             self.edit_target = None
@@ -179,7 +251,8 @@ class ChatPane(Vertical):
             message = self.conversation.append("user", text)
             await self.messages_view.mount(MessageView(message))
         self.save()
-        self.chat_app.refresh_tab_title(self)
+        if self.conversation.title != title:
+            self.post_message(self.TitleChanged(self))
         await self.start_generation()
 
     # -- generation ----------------------------------------------------------------------
@@ -188,22 +261,34 @@ class ChatPane(Vertical):
         if continue_last:
             last = conv.transcript[-1] if conv.transcript else None
             if last is None or last.role != "assistant":
-                self.app.notify("There is no reply to continue.", severity="warning")
+                self.notify("There is no reply to continue.", severity="warning")
+                return
+            engine = self.controller.engine
+            if engine is not None and not engine.capabilities.continue_reply:
+                self.notify(
+                    "This backend cannot continue a reply; regenerate it instead (ctrl+r).",
+                    severity="warning",
+                )
                 return
             self.continuing = last
             self.reply_view = self._view_for(last)
         else:
             self.continuing = None
-            placeholder = Message(role="assistant", content="", parent=conv.head)
+            placeholder = ChatMessage(role="assistant", content="", parent=conv.head)
             self.reply_view = MessageView(placeholder)
             await self.messages_view.mount(self.reply_view)
-        self.reply_view.streaming = True
+        if self.reply_view is not None:
+            self.reply_view.streaming = True
         self.partial = ""
+        self.turn = None
         self.stop_event = threading.Event()
         self.generating = True
         self.waiting = True
         self.messages_view.scroll_end(animate=False)
+        # the buffer is read by interrupt_and_save for text decoded but not yet drawn
+        self._buffer = _ChunkBuffer(lambda text: self.post_message(TokenChunk(text)))
         self._generate(
+            self._buffer,
             conv.chat_messages(),
             conv.system_prompt or None,
             dict(conv.settings),
@@ -212,7 +297,7 @@ class ChatPane(Vertical):
             continue_last,
         )
 
-    def _view_for(self, message: Message) -> MessageView | None:
+    def _view_for(self, message: ChatMessage) -> MessageView | None:
         for view in self.query(MessageView):
             if view.message is message:
                 return view
@@ -221,6 +306,7 @@ class ChatPane(Vertical):
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate(
         self,
+        buffer: _ChunkBuffer,
         messages: list[dict[str, str]],
         system_prompt: str | None,
         settings: dict[str, Any],
@@ -228,65 +314,74 @@ class ChatPane(Vertical):
         stop: threading.Event,
         continue_last: bool,
     ) -> None:
-        from ..engine.generation import STOP_STOPPED, GenerationResult, GenerationStats
+        from ..engine.errors import EngineError
+        from ..engine.generation import GenerationResult, GenerationStats
         from ..engine.settings import GenerationSettings
 
-        app = self.chat_app
-        while not app.model_ready.wait(0.1):  # the model may still be loading
-            if stop.is_set():
-                result = GenerationResult("", GenerationStats(stop_reason=STOP_STOPPED))
-                self.post_message(GenerationFinished(result, continue_last))
-                return
-        buffer = _ChunkBuffer(lambda text: self.post_message(TokenChunk(text)))
-        self._buffer = buffer  # read by interrupt_and_save for text not yet shown
         try:
-            result = app.engine.chat(
+            result = self.controller.chat(
                 messages,
                 system_prompt=system_prompt,
                 conversation_id=conversation_id,
                 settings=GenerationSettings(dict(settings)),
                 stop_event=stop,
                 on_text=buffer.add,
-                on_start=lambda: self.post_message(GenerationStarted()),
+                on_start=lambda info: self.post_message(GenerationStarted(info)),
                 continue_final=continue_last,
+            )
+        except EngineError as exc:  # before the first token: a sentence, nothing lost
+            result = GenerationResult(
+                "", GenerationStats(stop_reason=StopReason.ERROR, error=str(exc))
             )
         finally:
             buffer.flush()
+        if result is None:  # stopped while waiting for a model
+            result = GenerationResult("", GenerationStats(stop_reason=StopReason.STOPPED))
         self.post_message(GenerationFinished(result, continue_last))
 
     def on_generation_started(self, message: GenerationStarted) -> None:
         message.stop()
         self.waiting = False
+        self.turn = message.info
+        for notice in message.info.notices:
+            self.notify(notice, timeout=6)
         self.update_status()
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         message.stop()
-        if self.reply_view is None:
+        if self.reply_view is None or not self.generating:
             return
         self.partial += message.text
         at_bottom = self.messages_view.scroll_y >= self.messages_view.max_scroll_y - 2
         await self.reply_view.write(message.text)
         if at_bottom:
             self.messages_view.scroll_end(animate=False)
+        self.update_status()
 
     async def on_generation_finished(self, message: GenerationFinished) -> None:
         message.stop()
-        await self._finish(message.result.text, message.result.stats, message.result.notices)
+        result = message.result
+        await self._finish(result.text, result.stats, result.notices)
 
-    async def _finish(self, text: str, stats: Any, notices: list[str] | None = None) -> None:
-        if not self.generating:
-            return
-        conv = self.conversation
-        loaded = self.chat_app.engine.loaded if self.chat_app.engine else None
-        meta = {
-            "model": loaded.name if loaded else None,
+    def _reply_fields(self, stats: GenerationStats | None) -> dict[str, Any]:
+        model = self.controller.model
+        return {
+            "model": model.name if model else None,
             "prompt_tokens": stats.prompt_tokens if stats else None,
             "new_tokens": stats.new_tokens if stats else None,
             "time_to_first_token": stats.time_to_first_token if stats else None,
             "tokens_per_second": stats.tokens_per_second if stats else None,
-            "stop_reason": stats.stop_reason if stats else "error",
+            "stop_reason": StopReason(stats.stop_reason) if stats else StopReason.ERROR,
             "error": stats.error if stats else None,
         }
+
+    async def _finish(
+        self, text: str, stats: GenerationStats | None, notices: list[str] | None = None
+    ) -> None:
+        if not self.generating:
+            return
+        conv = self.conversation
+        meta = self._reply_fields(stats)
         view = self.reply_view
         if self.continuing is not None:
             reply = self.continuing
@@ -294,7 +389,8 @@ class ChatPane(Vertical):
             reply.new_tokens = (reply.new_tokens or 0) + (meta["new_tokens"] or 0)
             reply.stop_reason, reply.error = meta["stop_reason"], meta["error"]
             conv.touch()
-        elif text or meta["stop_reason"] != "stopped":
+        elif text or meta["stop_reason"] != StopReason.STOPPED:
+            self._record_model()
             reply = conv.append("assistant", text, **meta)
         else:  # stopped before the first token: nothing to keep
             reply = None
@@ -313,11 +409,19 @@ class ChatPane(Vertical):
         self.generating = False
         self.waiting = False
         self.save()
-        self.chat_app.sample_memory()
+        self.post_message(self.ReplyFinished(self))
         for notice in notices or []:
-            self.app.notify(notice, timeout=6)
+            self.notify(notice, timeout=6)
         if stats is not None and stats.error:
-            self.app.notify(stats.error, title="Generation failed", severity="error", timeout=10)
+            self.notify(stats.error, title="Generation failed", severity="error", timeout=10)
+
+    def _record_model(self) -> None:
+        """The conversation notes the model it is being answered by."""
+        spec = self.controller.spec
+        model = spec.to_dict()
+        if self.controller.on_endpoint and self.controller.endpoint_url:
+            model["endpoint"] = self.controller.endpoint_url  # the URL only, never a key
+        self.conversation.model = model
 
     @on(Worker.StateChanged)
     async def worker_ended(self, event: Worker.StateChanged) -> None:
@@ -329,59 +433,56 @@ class ChatPane(Vertical):
             from ..engine.generation import GenerationStats
 
             stats = GenerationStats(
-                stop_reason="error", error=str(event.worker.error or "cancelled")
+                stop_reason=StopReason.ERROR, error=str(event.worker.error or "cancelled")
             )
             await self._finish(self.partial, stats)
 
-    def stop(self) -> bool:
-        if self.generating:
-            self.stop_event.set()
-            return True
-        return False
-
-    def interrupt_and_save(self) -> None:
-        """For SIGTERM/SIGHUP: keep the reply being streamed, marked interrupted."""
+    def interrupt_and_save(self) -> bool:
+        """For SIGTERM/SIGHUP and quitting: keep the reply being streamed (including text
+        decoded but not yet drawn), marked interrupted, and save. ``True`` if saved."""
         if self.generating:
             self.stop_event.set()
             conv = self.conversation
-            buffer = getattr(self, "_buffer", None)
-            if buffer is not None:  # tokens decoded but not yet drawn are kept too
-                self.partial += "".join(list(buffer.parts))
-                buffer.parts.clear()
+            if self._buffer is not None:
+                self.partial += self._buffer.take()
             if self.continuing is not None:
                 reply = self.continuing
                 reply.content += self.partial
-                reply.stop_reason = "interrupted"
+                reply.stop_reason = StopReason.INTERRUPTED
             else:
-                reply = conv.append("assistant", self.partial, stop_reason="interrupted")
+                self._record_model()
+                reply = conv.append(
+                    "assistant",
+                    self.partial,
+                    model=self.controller.model.name if self.controller.model else None,
+                    stop_reason=StopReason.INTERRUPTED,
+                )
             if self.reply_view is not None:
                 self.reply_view.message = reply
                 self.reply_view.refresh_header()
             self.generating = False
-        self.save()
+        if not self.conversation.messages:
+            return True
+        return self.save()
 
-    # -- editing ---------------------------------------------------------------------------
-    async def rebuild(self) -> None:
-        """Re-render the active branch (after an edit, a branch switch or /clear)."""
-        view = self.messages_view
-        await view.remove_children()
-        await view.mount_all([MessageView(m) for m in self.conversation.transcript])
-        view.scroll_end(animate=False)
-        self.update_status()
+    # -- actions: keys, slash commands and the palette all land here -----------------------
+    def action_stop(self) -> None:
+        if self.generating:
+            self.stop_event.set()
+            self.notify("Stopping; the partial reply is kept.", timeout=2)
 
-    async def regenerate(self) -> None:
+    async def action_regenerate(self) -> None:
         if self.generating:
             return
         transcript = self.conversation.transcript
         if not transcript or transcript[-1].role != "assistant":
-            self.app.notify("There is no reply to regenerate.", severity="warning")
+            self.notify("There is no reply to regenerate.", severity="warning")
             return
-        last = transcript[-1]
-        self.conversation.head = last.parent  # the new reply becomes a sibling of the old
+        self.conversation.head = transcript[-1].parent  # a sibling of the old reply
         await self.rebuild()
         await self.start_generation()
 
-    def edit_previous(self) -> None:
+    def action_edit_previous(self) -> None:
         """Put an earlier user message in the prompt; sending it starts a new branch.
         Pressing again steps further back."""
         users = [m for m in self.conversation.transcript if m.role == "user"]
@@ -394,12 +495,12 @@ class ChatPane(Vertical):
         self.edit_target = users[index]
         self.prompt.load_text(self.edit_target.content)
         self.prompt.focus()
-        self.app.notify(
+        self.notify(
             f"Editing message {index + 1} of {len(users)}; Enter resends it as a new branch.",
             timeout=4,
         )
 
-    async def cycle_branch(self, step: int = 1) -> None:
+    async def action_cycle_branch(self, step: int = 1) -> None:
         """Switch to the next version of the latest turn that has several (regenerated
         replies, or an edited question and its answers)."""
         transcript = self.conversation.transcript
@@ -410,15 +511,166 @@ class ChatPane(Vertical):
             if len(siblings) > 1:
                 break
         else:
-            self.app.notify("This reply has no other versions.", timeout=3)
+            self.notify("This reply has no other versions.", timeout=3)
             return
         index = (siblings.index(message) + step) % len(siblings)
         self.conversation.switch_to(siblings[index].id)
         self.save()
         await self.rebuild()
-        self.app.notify(f"Version {index + 1} of {len(siblings)}.", timeout=3)
+        self.notify(f"Version {index + 1} of {len(siblings)}.", timeout=3)
 
-    def last_reply(self) -> Message | None:
+    def action_copy_reply(self, what: str = "") -> None:
+        reply = self.last_reply()
+        if reply is None:
+            self.notify("No reply to copy.", severity="warning")
+            return
+        text, label = reply.content, "the last reply"
+        if what.startswith("code"):
+            blocks = clipboard.code_blocks(reply.content)
+            if not blocks:
+                self.notify("The last reply has no code block.", severity="warning")
+                return
+            text, label = blocks[-1], "the last code block"
+        clipboard.copy(self.app, safe_text.fix_surrogates(text))
+        self.notify(f"Copied {label} ({len(text)} characters).", timeout=3)
+
+    async def action_continue_reply(self) -> None:
+        if self.generating:
+            self.notify("Still answering; press Esc to stop it first.", severity="warning")
+            return
+        await self.start_generation(continue_last=True)
+
+    async def action_clear(self) -> None:
+        if self.generating:
+            self.stop_event.set()
+        self.conversation.clear()
+        self.controller.forget(self.conversation.id)
+        self.save()
+        await self.rebuild()
+        self.notify("Cleared; earlier messages stay in the saved file.", timeout=3)
+
+    def action_save(self, name: str = "") -> None:
+        conv = self.conversation
+        if name:
+            conv.name = name
+            conv.title = name
+            self.post_message(self.TitleChanged(self))
+        if not conv.messages:
+            self.notify("Nothing to save yet.", severity="warning")
+        elif self.save():
+            self.notify(f"Saved to {self.sessions.store.path_for(conv.id)}.", timeout=4)
+
+    def action_rename(self, title: str = "") -> None:
+        if title.strip():
+            self._rename(title)
+            return
+        from ..screens.dialogs import TextPrompt
+
+        def done(value: str | None) -> None:
+            if value and value.strip():
+                self._rename(value)
+
+        self.app.push_screen(TextPrompt("New title", self.conversation.title), done)
+
+    def _rename(self, title: str) -> None:
+        try:
+            self.sessions.rename(self.conversation.id, title)  # the label follows (event)
+        except StoreError as exc:
+            self.notify(str(exc), title="Not renamed", severity="error", timeout=10)
+
+    def action_set_generation(self, assignments: str = "") -> None:
+        from ..engine.errors import EngineError
+        from ..engine.settings import GenerationSettings
+
+        settings = GenerationSettings(dict(self.conversation.settings))
+        try:
+            settings.update(assignments.split())
+        except EngineError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if assignments.strip():
+            self.conversation.settings = settings.values
+            self.conversation.touch()
+            self.save()
+            self.post_message(self.SettingsChanged(self))
+        self.notify(f"Settings: {settings.describe()}", timeout=8)
+
+    def action_reset(self) -> None:
+        self.conversation.settings = {}
+        self.conversation.touch()
+        self.save()
+        self.post_message(self.SettingsChanged(self))
+        self.notify("Generation settings reset to the model's defaults.", timeout=4)
+
+    def action_system(self, text: str = "") -> None:
+        self.conversation.system_prompt = text
+        self.conversation.touch()
+        self.save()
+        self.post_message(self.SettingsChanged(self))
+        self.notify("System prompt set." if text else "System prompt removed.", timeout=3)
+
+    def apply_settings(self, system_prompt: str, assignments: list[str]) -> bool:
+        """From the side panel: ``name=value`` sets, ``name=`` unsets. ``False`` (and a
+        notice) if a value is refused; then nothing changed."""
+        from ..engine.errors import EngineError
+        from ..engine.settings import GenerationSettings
+
+        settings = GenerationSettings(dict(self.conversation.settings))
+        try:
+            for assignment in assignments:
+                name, _, value = assignment.partition("=")
+                if value.strip():
+                    settings.set(assignment)
+                else:
+                    settings.unset(name)
+        except EngineError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return False
+        self.conversation.settings = settings.values
+        self.conversation.system_prompt = system_prompt
+        self.conversation.touch()
+        self.save()
+        return True
+
+    def action_stats(self) -> None:
+        from ..engine.memory import human_bytes, snapshot
+
+        lines = []
+        reply = self.last_reply()
+        if reply is not None and reply.new_tokens:
+            ttft = (
+                f"{reply.time_to_first_token * 1000:.0f} ms" if reply.time_to_first_token else "n/a"
+            )
+            tps = f"{reply.tokens_per_second:.1f}" if reply.tokens_per_second else "n/a"
+            lines.append(
+                f"last reply: {reply.prompt_tokens} prompt + {reply.new_tokens} new tokens, "
+                f"first token {ttft}, {tps} tok/s, stop: {reply.stop_reason}"
+            )
+        model = self.controller.model
+        if model is not None:
+            lines.append(
+                f"model: {model.name}, {model.dtype} on {model.device}, "
+                f"weights {human_bytes(model.footprint_bytes)}"
+            )
+            cache = self.controller.cache_bytes(self.conversation.id)
+            lines.append(f"KV cache (this chat): {human_bytes(cache)}")
+        snap = snapshot()
+        lines.append(
+            f"process RAM {human_bytes(snap.process_rss)}, "
+            f"system free {human_bytes(snap.system_available)}"
+        )
+        self.notify("\n".join(lines), title="Stats", timeout=15)
+
+    # -- the active branch ------------------------------------------------------------------
+    async def rebuild(self) -> None:
+        """Re-render the active branch (after an edit, a branch switch or /clear)."""
+        view = self.messages_view
+        await view.remove_children()
+        await view.mount_all([MessageView(m) for m in self.conversation.transcript])
+        view.scroll_end(animate=False)
+        self.update_status()
+
+    def last_reply(self) -> ChatMessage | None:
         return next(
             (m for m in reversed(self.conversation.transcript) if m.role == "assistant"), None
         )

@@ -1,18 +1,26 @@
-"""One message: a header line (role, model, stats) and a Markdown body that streams."""
+"""One message: a header line (role, model, stats) and a Markdown body that streams.
+
+The text is shown through :func:`tui.safe_text.visible`: a reply's escape sequences
+and control characters appear as placeholders and never reach the terminal; the
+conversation keeps the text exactly as received.
+"""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Markdown, Static
 
-from ..store.model import Message
+from .. import safe_text
+from ..reasons import cut_short
+from ..store.model import Message as ChatMessage
 
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
-def describe(message: Message) -> str:
+def describe(message: ChatMessage) -> str:
     parts = [ROLE_LABEL.get(message.role, message.role)]
     if message.role == "assistant":
         if message.model:
@@ -23,7 +31,7 @@ def describe(message: Message) -> str:
             parts.append(f"first token {message.time_to_first_token * 1000:.0f} ms")
         if message.tokens_per_second:
             parts.append(f"{message.tokens_per_second:.1f} tok/s")
-        if message.stop_reason in ("stopped", "interrupted", "error", "length"):
+        if cut_short(message.stop_reason) or message.stop_reason == "length":
             parts.append(f"[{message.stop_reason}]")
     return " · ".join(parts)
 
@@ -33,26 +41,29 @@ class MessageView(Vertical):
 
     streaming: reactive[bool] = reactive(False)
 
-    def __init__(self, message: Message, **kwargs) -> None:
+    def __init__(self, message: ChatMessage, **kwargs) -> None:
         classes = f"{message.role} {kwargs.pop('classes', '')}".strip()
         super().__init__(classes=classes, **kwargs)
         self.message = message
         self._stream = None
 
     def compose(self) -> ComposeResult:
-        yield Static(describe(self.message), classes="message-header", markup=False)
-        yield Markdown(self.message.content, classes="message-body")
+        yield Static(self._header(), classes="message-header")
+        yield Markdown(safe_text.visible(self.message.content), classes="message-body")
+
+    def _header(self) -> Text:
+        return Text(safe_text.one_line(describe(self.message)))
 
     @property
     def body(self) -> Markdown:
         return self.query_one(".message-body", Markdown)
 
     def refresh_header(self) -> None:
-        self.query_one(".message-header", Static).update(describe(self.message))
-        self.set_class(self.message.interrupted, "interrupted")
+        self.query_one(".message-header", Static).update(self._header())
+        self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
     def on_mount(self) -> None:
-        self.set_class(self.message.interrupted, "interrupted")
+        self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
     def watch_streaming(self, streaming: bool) -> None:
         self.set_class(streaming, "streaming")
@@ -62,7 +73,7 @@ class MessageView(Vertical):
         if self._stream is None:
             self._stream = Markdown.get_stream(self.body)
             self.streaming = True
-        await self._stream.write(chunk)
+        await self._stream.write(safe_text.visible(chunk))
 
     async def finish(self) -> None:
         if self._stream is not None:
@@ -72,4 +83,4 @@ class MessageView(Vertical):
         self.refresh_header()
 
     async def set_text(self, text: str) -> None:
-        await self.body.update(text)
+        await self.body.update(safe_text.visible(text))

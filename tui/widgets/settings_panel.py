@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
+from .. import safe_text
 from ..engine.spec import ModelSpec
 
 PRECISIONS = [
@@ -64,6 +65,7 @@ class SettingsPanel(VerticalScroll):
     def __init__(self, spec: ModelSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec = spec
+        self.endpoint_hint = ""  # the last server used, offered when switching backend
 
     def compose(self) -> ComposeResult:
         spec = self.spec
@@ -91,7 +93,7 @@ class SettingsPanel(VerticalScroll):
             allow_blank=False,
             id="attention",
         )
-        yield Static("", id="estimate", classes="estimate")
+        yield Static("", id="estimate", classes="estimate", markup=False)
         yield Static("Conversation", classes="panel-title")
         yield Label("system prompt")
         yield TextArea("", id="system-prompt", classes="system-prompt")
@@ -107,7 +109,10 @@ class SettingsPanel(VerticalScroll):
     @on(Select.Changed, "#backend")
     def _backend_changed(self, event: Select.Changed) -> None:
         remote = event.value == "endpoint"
-        self.query_one("#endpoint-url").display = remote
+        url = self.query_one("#endpoint-url", Input)
+        url.display = remote
+        if remote and not url.value and self.endpoint_hint:
+            url.value = self.endpoint_hint
         for selector in ("#precision", "#device", "#attention"):
             self.query_one(selector).disabled = remote
 
@@ -151,7 +156,7 @@ class SettingsPanel(VerticalScroll):
         try:
             spec = self.chosen_spec()
         except Exception as exc:
-            self.query_one("#estimate", Static).update(str(exc))
+            self.query_one("#estimate", Static).update(safe_text.visible(str(exc)))
             return
         self.query_one("#estimate", Static).update("estimating memory…")
         self._estimate(spec)
@@ -170,7 +175,7 @@ class SettingsPanel(VerticalScroll):
         self.post_message(self.EstimateReady(text))
 
     def on_settings_panel_estimate_ready(self, message: EstimateReady) -> None:
-        self.query_one("#estimate", Static).update(message.text)
+        self.query_one("#estimate", Static).update(safe_text.visible(message.text))
 
     @on(Button.Pressed, "#apply")
     def apply(self) -> None:

@@ -1,0 +1,82 @@
+"""Command-palette providers (ctrl+p): conversations, models, and the slash commands.
+
+Each hit runs the same code path as the key or slash command it stands for: a
+slash command's hit runs its action on the active chat pane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from . import safe_text, slash_commands
+
+if TYPE_CHECKING:
+    from .screens.main import MainScreen
+
+
+class ConversationProvider(Provider):
+    """Switch to an open tab or open a saved conversation."""
+
+    async def search(self, query: str) -> Hits:
+        screen: MainScreen = self.screen  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        infos = await asyncio.to_thread(screen.sessions.store.list)
+        for info in infos[:500]:
+            text = f"Open conversation: {safe_text.one_line(info.title, 80)}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(text),
+                    partial(screen.open_conversation, info.id),
+                    help=safe_text.one_line(
+                        f"{info.model or '-'} · {info.messages} messages · {info.updated[:16]}"
+                    ),
+                )
+
+
+class ModelProvider(Provider):
+    """Load a recent or bundled model."""
+
+    async def search(self, query: str) -> Hits:
+        screen: MainScreen = self.screen  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        for source in dict.fromkeys(["default", *screen.state.recent_models]):
+            text = f"Load model: {safe_text.one_line(source)}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(screen.load_source, source))
+        typed = query.strip()
+        if typed and ("/" in typed or typed.endswith(".gguf")):
+            yield Hit(
+                0.5,
+                f"Load model: {safe_text.one_line(typed)}",
+                partial(screen.load_source, typed),
+            )
+
+
+class SlashCommandProvider(Provider):
+    """The slash commands that need no argument, run on the active conversation."""
+
+    def _hits(self):
+        screen: MainScreen = self.screen  # type: ignore[assignment]
+        for command in slash_commands.COMMANDS.values():
+            if command.argument == slash_commands.REQUIRED:
+                continue  # needs an argument: type it in the chat instead
+            invocation = slash_commands.Invocation(command, "")
+            yield command.label, command.help, partial(screen.run_on_pane, invocation.action)
+
+    async def discover(self) -> Hits:
+        for text, help_text, callback in self._hits():
+            yield DiscoveryHit(text, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, help_text, callback in self._hits():
+            score = matcher.match(f"{text} {help_text}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help_text)

@@ -1,0 +1,442 @@
+"""The main screen: the tab bar of conversations, the side panel, the load progress and
+the keys that act on tabs and models.
+
+Dialogs (help, the model picker, the session browser) are screens pushed above this
+one, so while one is open none of these keys reach here. Conversations come from the
+sessions service; the model from the model controller; what to remember between runs
+goes to the app state. The screen subscribes to the sessions service, so a rename or a
+delete made anywhere (the browser, a slash command) relabels or closes the right tab.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, TabbedContent, TabPane
+
+from .. import safe_text
+from ..engine.controller import EndpointTarget, LocalTarget, Target
+from ..engine.errors import EngineError
+from ..messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
+from ..palette import ConversationProvider, ModelProvider, SlashCommandProvider
+from ..store.errors import StoreError
+from ..store.model import Conversation
+from ..store.sessions import Deleted, Event, Renamed
+from ..widgets.chat_pane import ChatPane
+from ..widgets.memory_meter import MemoryMeter
+from ..widgets.settings_panel import SettingsPanel
+from .model_picker import ModelPicker
+from .session_browser import SessionBrowser
+
+if TYPE_CHECKING:
+    from ..engine.controller import ModelController
+    from ..engine.remote import Endpoint
+    from ..state import AppState
+    from ..store.sessions import Sessions
+
+TAB_TITLE_WIDTH = 24
+
+
+def tab_title(conv: Conversation) -> Content:
+    """The tab label: plain text (never markup), controls neutralized, cut short."""
+    title = conv.title if conv.title != "New conversation" else "new"
+    return Content(safe_text.one_line(title, TAB_TITLE_WIDTH))
+
+
+class ConversationTabs(TabbedContent):
+    """Tabs that ignore a stale focus report.
+
+    Textual activates the tab holding a newly focused widget; focus is applied a moment
+    after it is asked for, so after two quick tab switches the first pane's late focus
+    report would switch back to it. A report for a pane that no longer holds the focus
+    is dropped."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors_with_self:
+            event.stop()
+            return
+        super()._on_tab_pane_focused(event)
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        # priority: the prompt's TextArea has its own ctrl+w
+        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True),
+        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True),
+        Binding(
+            "ctrl+pagedown,alt+right",
+            "next_tab",
+            "Next tab",
+            show=False,
+            id="next_tab",
+            priority=True,
+        ),
+        Binding(
+            "ctrl+pageup,alt+left",
+            "previous_tab",
+            "Prev tab",
+            show=False,
+            id="previous_tab",
+            priority=True,
+        ),
+        Binding("escape", "stop", "Stop", id="stop"),
+        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True),
+        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True),
+        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True),
+    ]
+    COMMANDS = {ConversationProvider, ModelProvider, SlashCommandProvider}
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        controller: ModelController,
+        state: AppState,
+        *,
+        system_prompt: str | None = None,
+        load_on_start: bool = True,
+        endpoint: Endpoint | None = None,
+        endpoint_model: str = "default",
+    ) -> None:
+        super().__init__()
+        self.sessions = sessions
+        self.controller = controller
+        self.state = state
+        self.system_prompt = system_prompt
+        self.load_on_start = load_on_start
+        self.start_endpoint = endpoint
+        self.start_endpoint_model = endpoint_model
+        self._tab_counter = 0
+        self.ready = False  # set once the tabs are restored
+        self._unsubscribe = sessions.subscribe(self._session_event)
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="main"):
+            with Vertical(id="chat-area"):
+                yield ProgressBar(total=1.0, show_eta=False, id="load-progress")
+                yield ConversationTabs(id="tabs")
+            with Vertical(id="sidebar"):
+                yield SettingsPanel(self.controller.spec, id="settings")
+                yield MemoryMeter(id="memory")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#sidebar").display = self.state.show_sidebar
+        self.query_one(SettingsPanel).endpoint_hint = self.state.last_endpoint
+        await self.restore_tabs()
+        self.ready = True
+        self.set_interval(1.0, self.sample_memory)
+        if self.start_endpoint is not None:
+            self.load(EndpointTarget(self.start_endpoint, self.start_endpoint_model))
+        elif self.load_on_start and not self.controller.ready.is_set():
+            self.load(LocalTarget(self.controller.spec))
+        else:
+            self.query_one("#load-progress").display = False
+            self._show_model()
+
+    def on_unmount(self) -> None:
+        self._unsubscribe()
+
+    # -- tabs ------------------------------------------------------------------------------
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.query_one("#tabs", TabbedContent)
+
+    def panes(self) -> list[ChatPane]:
+        return list(self.query(ChatPane))
+
+    @property
+    def active_pane(self) -> ChatPane | None:
+        pane = self.tabs.active_pane
+        if pane is None:
+            return None
+        found = pane.query(ChatPane)
+        return found.first() if found else None
+
+    def pane_for(self, conv_id: str) -> ChatPane | None:
+        return next((p for p in self.panes() if p.conversation.id == conv_id), None)
+
+    async def restore_tabs(self) -> None:
+        opened = 0
+        for conv_id in self.state.open_tabs:
+            if self.pane_for(conv_id) is not None:
+                continue
+            try:
+                conv = self.sessions.open(conv_id)
+            except StoreError as exc:
+                self.notify(str(exc), severity="warning", timeout=10)
+                continue
+            await self.add_tab(conv, remember=False)
+            opened += 1
+        if not opened:
+            await self.add_tab(self.new_conversation(), remember=False)
+        self.remember_tabs()
+
+    def new_conversation(self) -> Conversation:
+        return self.sessions.new(
+            model=self.controller.spec.to_dict(), system_prompt=self.system_prompt or ""
+        )
+
+    async def add_tab(self, conv: Conversation, remember: bool = True) -> ChatPane:
+        self._tab_counter += 1
+        pane_id = f"tab-{self._tab_counter}"
+        pane = ChatPane(conv, self.controller, self.sessions, id=f"chat-{self._tab_counter}")
+        await self.tabs.add_pane(TabPane(tab_title(conv), pane, id=pane_id))
+        self.tabs.active = pane_id
+        self.set_focus(pane.prompt)
+        self._show_conversation_settings(pane)
+        if remember:
+            self.remember_tabs()
+        return pane
+
+    def relabel(self, pane: ChatPane) -> None:
+        tab_pane = pane.parent
+        if isinstance(tab_pane, TabPane) and tab_pane.id:
+            self.tabs.get_tab(tab_pane.id).label = tab_title(pane.conversation)
+
+    def remember_tabs(self, closed: tuple[str, ...] = ()) -> None:
+        """Record the open tabs (those with a file) in the app state."""
+        shown = [p.conversation.id for p in self.panes()]
+        on_disk = [c for c in shown if self.sessions.on_disk(c)]
+        self.state.set_open_tabs(on_disk, closed=closed)
+
+    async def open_conversation(self, conv_id: str) -> None:
+        pane = self.pane_for(conv_id)
+        if pane is not None:
+            self.tabs.active = pane.parent.id
+            self.set_focus(pane.prompt)
+            return
+        try:
+            conv = self.sessions.open(conv_id)
+        except StoreError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        await self.add_tab(conv)
+
+    async def close_pane(self, pane: ChatPane, save: bool = True) -> None:
+        conv_id = pane.conversation.id
+        pane.action_stop()
+        if save:
+            pane.interrupt_and_save()
+        self.controller.forget(conv_id)
+        self.sessions.close(conv_id)
+        await self.tabs.remove_pane(pane.parent.id)
+        if not self.panes():
+            await self.add_tab(self.new_conversation(), remember=False)
+        self.remember_tabs(closed=(conv_id,))
+
+    async def action_new_tab(self) -> None:
+        await self.add_tab(self.new_conversation())
+
+    async def action_close_tab(self) -> None:
+        pane = self.active_pane
+        if pane is not None:
+            await self.close_pane(pane)
+
+    def _cycle(self, step: int) -> None:
+        panes = [p.parent.id for p in self.panes()]
+        if len(panes) < 2:
+            return
+        index = panes.index(self.tabs.active) if self.tabs.active in panes else 0
+        self.tabs.active = panes[(index + step) % len(panes)]
+
+    def action_next_tab(self) -> None:
+        self._cycle(1)
+
+    def action_previous_tab(self) -> None:
+        self._cycle(-1)
+
+    @on(TabbedContent.TabActivated)
+    def tab_activated(self, event) -> None:
+        pane = self.active_pane
+        if pane is not None:
+            self.set_focus(pane.prompt)
+            pane.update_status()
+            self._show_conversation_settings(pane)
+            self.sample_memory()
+
+    def action_stop(self) -> None:
+        pane = self.active_pane
+        if pane is not None:
+            pane.action_stop()
+
+    async def run_on_pane(self, action: str) -> None:
+        """Run a chat-pane action (a slash command picked in the palette)."""
+        pane = self.active_pane
+        if pane is not None:
+            await pane.run_action(action)
+
+    # -- what the panes and the sessions service report ---------------------------------------
+    @on(ChatPane.TitleChanged)
+    def _title_changed(self, message: ChatPane.TitleChanged) -> None:
+        self.relabel(message.pane)
+        self.remember_tabs()
+
+    @on(ChatPane.SettingsChanged)
+    def _settings_changed(self, message: ChatPane.SettingsChanged) -> None:
+        if message.pane is self.active_pane:
+            self._show_conversation_settings(message.pane)
+
+    @on(ChatPane.ReplyFinished)
+    def _reply_finished(self, message: ChatPane.ReplyFinished) -> None:
+        self.remember_tabs()
+        self.sample_memory()
+
+    def _session_event(self, event: Event) -> None:
+        if isinstance(event, Renamed):
+            pane = self.pane_for(event.conversation.id)
+            if pane is not None:
+                self.relabel(pane)
+        elif isinstance(event, Deleted):
+            pane = self.pane_for(event.conversation_id)
+            if pane is not None:
+                # after the dialog that deleted it has closed: removing a tab under an
+                # open dialog would move focus behind it
+                self.app.call_later(self._close_deleted, event.conversation_id)
+
+    async def _close_deleted(self, conv_id: str) -> None:
+        pane = self.pane_for(conv_id)
+        if pane is not None:
+            await self.close_pane(pane, save=False)
+
+    # -- the side panel -------------------------------------------------------------------
+    def _show_conversation_settings(self, pane: ChatPane) -> None:
+        panel = self.query_one(SettingsPanel)
+        if panel.is_mounted:
+            panel.show_conversation(pane.conversation.system_prompt, pane.conversation.settings)
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one("#sidebar")
+        sidebar.display = not sidebar.display
+        self.state.set_sidebar(bool(sidebar.display))
+
+    @on(SettingsPanel.Applied)
+    def settings_applied(self, message: SettingsPanel.Applied) -> None:
+        pane = self.active_pane
+        if pane is not None and not pane.apply_settings(message.system_prompt, message.settings):
+            return
+        try:
+            target = self.controller.target_for_choice(
+                message.spec, message.backend, message.endpoint
+            )
+        except EngineError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if target is None:
+            self.notify("Settings applied.", timeout=3)
+        else:
+            self.load(target)
+
+    # -- models ---------------------------------------------------------------------------
+    def load_source(self, source: str) -> None:
+        """Load a model by name: ``server:NAME`` on the current endpoint, anything else
+        locally (a Hub id, a folder, a .gguf file)."""
+        try:
+            self.load(self.controller.target_for_source(source))
+        except EngineError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+
+    async def action_model(self, source: str = "") -> None:
+        if source.strip():
+            self.load_source(source.strip())
+        else:
+            await self.action_pick_model()
+
+    async def action_pick_model(self) -> None:
+        model = self.controller.model
+        endpoint = getattr(self.controller.engine, "endpoint", None)
+        endpoint = endpoint if self.controller.on_endpoint else None
+        current = model.spec.source if model is not None else None
+        if endpoint is not None and current:
+            current = ModelPicker.SERVER_PREFIX + current
+
+        def chosen(source: str | None) -> None:
+            if source:
+                self.load_source(source)
+
+        self.app.push_screen(ModelPicker(self.state.recent_models, current, endpoint), chosen)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def load(self, target: Target) -> None:
+        spec = target.spec if isinstance(target, LocalTarget) else None
+        name = spec.display_name if spec is not None else target.endpoint.host
+        self.post_message(LoadProgress(0.0, f"loading {name}"))
+        try:
+            model = self.controller.load(target, lambda f, s: self.post_message(LoadProgress(f, s)))
+        except EngineError as exc:
+            self.post_message(ModelLoadFailed(str(exc), spec))
+            return
+        self.post_message(ModelLoaded(model))
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        bar = self.query_one("#load-progress", ProgressBar)
+        bar.display = True
+        bar.update(progress=message.fraction)
+        self.controller.loading(message.stage, message.fraction)
+        for pane in self.panes():
+            pane.update_status()
+
+    def _show_model(self) -> None:
+        model = self.controller.model
+        self.query_one(MemoryMeter).remote = self.controller.on_endpoint
+        if model is None:
+            return
+        self.query_one(SettingsPanel).show_spec(model.spec, self.controller.endpoint_url)
+        self.sub_title = safe_text.one_line(
+            f"{model.name} · {model.spec.precision_label}/{model.dtype} · {model.device}"
+        )
+        for pane in self.panes():
+            pane.update_status()
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        model = message.model
+        self.query_one("#load-progress").display = False
+        if self.controller.on_endpoint:
+            self.state.remember_endpoint(self.controller.endpoint_url or "")
+            self.notify(f"Chatting through {model.device} with {model.name}.", timeout=4)
+        else:
+            self.state.remember_model(model.spec.to_dict())
+            self.notify(f"Loaded {model.name} in {model.load_seconds:.1f} s.", timeout=4)
+        self._show_model()
+        self.sample_memory()
+
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        self.query_one("#load-progress").display = False
+        tail = self.controller.load_failed()
+        self._show_model()
+        for pane in self.panes():
+            pane.update_status()
+        self.notify(message.error + tail, title="Model not loaded", severity="error", timeout=20)
+
+    # -- memory ---------------------------------------------------------------------------
+    def sample_memory(self) -> None:
+        pane = self.active_pane
+        self._sample_memory(pane.conversation.id if pane else None)
+
+    @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
+    def _sample_memory(self, conv_id: str | None) -> None:
+        from ..engine import memory
+
+        model = self.controller.model
+        weights = model.footprint_bytes if model is not None else 0
+        cache = self.controller.cache_bytes(conv_id)
+        self.post_message(MemorySample(memory.snapshot(), weights, cache))
+
+    def on_memory_sample(self, message: MemorySample) -> None:
+        self.query_one(MemoryMeter).show(message)
+
+    # -- dialogs ----------------------------------------------------------------------------
+    def action_browse(self) -> None:
+        def chosen(conv_id: str | None) -> None:
+            if conv_id and (self.sessions.is_open(conv_id) or self.sessions.on_disk(conv_id)):
+                self.app.call_later(self.open_conversation, conv_id)
+
+        self.app.push_screen(SessionBrowser(self.sessions), chosen)
