@@ -370,7 +370,9 @@ def _table(value: Any, key: str, source: str, json_values: bool) -> dict[str, An
             continue  # JSON null: not set
         ok = _json_value(item) if json_values else _flat(item)
         if not ok:
-            raise _fail(source, f"'{key}.{short(name, 40)}' must be a value or a list of values")
+            raise _fail(
+                source, f"'{key}.{short(name, 40)[1:-1]}' must be a value or a list of values"
+            )
         out[name] = item
     return out
 
@@ -417,13 +419,15 @@ def _from_document(doc: Any, source: str, json_values: bool) -> Conversation:
         raise _fail(source, "missing or invalid 'id'")
     texts: dict[str, str | None] = {"name": None, "title": "New conversation", "system_prompt": ""}
     for key in _TOP_TEXT:
-        if key in doc:
+        if key in escaped:
+            value = _unescape(escaped, key, source, "the conversation")
+        elif key in doc:
             value = doc[key]
-            if key in escaped:
-                value = _unescape(escaped, key, source, "the conversation")
-            if not isinstance(value, str):
-                raise _fail(source, f"'{key}' must be text")
-            texts[key] = value
+        else:
+            continue
+        if not isinstance(value, str):
+            raise _fail(source, f"'{key}' must be text")
+        texts[key] = value
     tables: dict[str, dict[str, Any]] = {}
     for key in _TABLES:
         if key in escaped:
