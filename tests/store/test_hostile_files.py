@@ -14,6 +14,7 @@ import pytest
 
 from tests.store.helpers import HEALTHY_NAME, add_healthy, finishes, run_cli, snapshot_files
 from tui.store import Conversation, CorruptSessionError, Message, SessionStore, codec
+from tui.store.store import INDEX_VERSION
 
 V2 = 'schema_version = 2\nid = "x"\n'
 MSG = '[[messages]]\nid = "{id}"\nrole = "user"\ncontent = "hi"\n'
@@ -63,8 +64,9 @@ HOSTILE: dict[str, bytes | str] = {
     "settings_list_of_tables": V2 + "[[settings.x]]\na = 1\n",
     "escaped_not_a_table": V2 + "escaped = 5\n",
     "escaped_not_text": V2 + "[escaped]\ntitle = 5\n",
-    "escaped_bad_json": V2 + '[escaped]\ntitle = "{"\n',
-    "escaped_title_number": V2 + '[escaped]\ntitle = "5"\n',
+    "escaped_bad_json": V2 + '[escaped]\nsettings = "{"\n',
+    "escaped_settings_number": V2 + '[escaped]\nsettings = "5"\n',
+    "escaped_model_null": V2 + '[escaped]\nmodel = "null"\n',
     "escaped_deep_json": V2 + '[escaped]\nsettings = "' + "[" * 100_000 + '"\n',
     "escaped_settings_too_deep": V2 + '[escaped]\nsettings = "{\\"a\\": [[[[[[[[[[1]]]]]]]]]]}"\n',
     "escaped_settings_list": V2 + '[escaped]\nsettings = "[1]"\n',
@@ -85,8 +87,8 @@ HOSTILE: dict[str, bytes | str] = {
     "message_tokens_bool": V2 + msg("a", extra="new_tokens = true\n"),
     "message_speed_text": V2 + msg("a", extra='tokens_per_second = "fast"\n'),
     "message_stop_reason_list": V2 + msg("a", extra="stop_reason = [1]\n"),
-    "message_escaped_bad": V2 + msg("a", extra='escaped = {content = "{"}\n'),
-    "message_escaped_number": V2 + msg("a", extra='escaped = {content = "5"}\n'),
+    "message_escaped_number": V2 + msg("a", extra="escaped = {content = 5}\n"),
+    "message_escaped_list": V2 + msg("a", extra="escaped = [1]\n"),
     "cycle_of_two": V2 + 'head = "a"\n' + msg("a", "b") + msg("b", "a"),
     "cycle_of_one": V2 + 'head = "a"\n' + msg("a", "a"),
     "long_cycle": V2 + "".join(msg(f"m{i}", f"m{(i + 1) % 500}") for i in range(500)),
@@ -245,14 +247,16 @@ def test_a_sessions_folder_without_locks_or_index(store: SessionStore) -> None:
     conv.append("user", "after the copy")
     store.save(conv)  # the lock folder is made again
     assert (store.folder / ".locks").is_dir()
-    assert json.loads((store.folder / ".index.json").read_text())["version"] == 1
+    assert json.loads((store.folder / ".index.json").read_text())["version"] == INDEX_VERSION
     shutil.rmtree(store.folder / ".locks")
     assert store.delete(healthy.id).exists()
 
 
 def index_with(store: SessionStore, entry: object, name: str | None = None) -> None:
     (store.folder / ".index.json").write_text(
-        json.dumps({"version": 1, "files": {name: entry}}) if name else json.dumps(entry)
+        json.dumps({"version": INDEX_VERSION, "files": {name: entry}})
+        if name
+        else json.dumps(entry)
     )
 
 
@@ -288,10 +292,10 @@ def test_any_index_content_falls_back_to_the_files(store: SessionStore) -> None:
         [],
         5,
         "x",
-        {"version": 2, "files": {}},
-        {"version": 1, "files": []},
-        {"version": 1, "files": {"5": 5}},
-        {"version": "1"},
+        {"version": INDEX_VERSION + 1, "files": {}},
+        {"version": INDEX_VERSION, "files": []},
+        {"version": INDEX_VERSION, "files": {"5": 5}},
+        {"version": str(INDEX_VERSION)},
     ]
     for document in whole_files:
         index_with(store, document)

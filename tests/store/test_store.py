@@ -21,6 +21,7 @@ from tui.store import (
     codec,
 )
 from tui.store import export as exporter
+from tui.store.store import INDEX_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -261,7 +262,7 @@ def test_broken_index_is_rebuilt(store: SessionStore) -> None:
     make(store, "two")
     (store.folder / ".index.json").write_text("{broken")
     assert {i.title for i in store.list()} == {"one", "two"}
-    assert json.loads((store.folder / ".index.json").read_text())["version"] == 1
+    assert json.loads((store.folder / ".index.json").read_text())["version"] == INDEX_VERSION
 
 
 def test_deleted_file_leaves_the_listing(store: SessionStore) -> None:

@@ -57,6 +57,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # allowed raw in TOML, but escaped in our files so `cat` of a file is harmless
 _FILE_ESCAPE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _JSON_NEWLINE = re.compile(r"\\\\|\\n")
+_encode_string = json.encoder.encode_basestring  # C: a JSON string literal, non-ASCII kept
 
 
 # -- writing -------------------------------------------------------------------------
@@ -94,9 +95,54 @@ def _plain_value(value: Any) -> bool:
     return _plain_scalar(value)
 
 
-def _json_text(value: Any) -> str:
-    """Exact JSON text of ``value``, ASCII only (so surrogates survive as escapes)."""
-    return json.dumps(value, ensure_ascii=True, default=str)
+_TO_ESCAPE = re.compile("[\\\\\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(\\|u[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else f"\\u{ord(char):04x}"
+
+
+def _unescape_char(match: re.Match[str]) -> str:
+    code = match.group(1)
+    return "\\" if code == "\\" else chr(int(code[1:], 16))
+
+
+def escape_text(text: str) -> str:
+    """``text`` without lone surrogates, reversibly: backslashes doubled, surrogates
+    as ``\\udXXX``. (JSON is not exact here: it reads a high and a low surrogate
+    escape in a row as one character.)"""
+    return _TO_ESCAPE.sub(_escape_char, text)
+
+
+def unescape_text(text: str) -> str:
+    return _ESCAPED.sub(_unescape_char, text)
+
+
+def _escape_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_text(str(k)): _escape_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_tree(v) for v in value]
+    return value
+
+
+def _unescape_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return unescape_text(value)
+    if isinstance(value, dict):
+        return {unescape_text(k): _unescape_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescape_tree(v) for v in value]
+    return value
+
+
+def _table_text(table: dict[str, Any]) -> str:
+    """A table's exact value as JSON text (its strings escaped by :func:`escape_text`)."""
+    return json.dumps(_escape_tree(table), ensure_ascii=False, default=str)
 
 
 def _stand_in(value: Any) -> Any:
@@ -109,7 +155,7 @@ def _stand_in(value: Any) -> Any:
         return repr(value)  # nan, inf
     if isinstance(value, list) and all(isinstance(v, str) or _plain_scalar(v) for v in value):
         return [_stand_in(v) for v in value]
-    return _fix(_json_text(value))
+    return json.dumps(_escape_tree(value), ensure_ascii=False, default=str)
 
 
 def _utc(value: datetime) -> datetime:
@@ -131,7 +177,7 @@ def to_document(conv: Conversation, *, escape: bool = True) -> dict[str, Any]:
 
     def text(key: str, value: str) -> None:
         if escape and _has_surrogates(value):
-            escaped[key] = _json_text(value)
+            escaped[key] = escape_text(value)
             value = _fix(value)
         doc[key] = value
 
@@ -148,7 +194,7 @@ def to_document(conv: Conversation, *, escape: bool = True) -> dict[str, Any]:
             isinstance(k, str) and not _has_surrogates(k) and _plain_value(v)
             for k, v in table.items()
         ):
-            escaped[key] = _json_text(table)
+            escaped[key] = _table_text(table)
             table = {_fix(str(k)): _stand_in(v) for k, v in table.items()}
         doc[key] = table
     if escaped:
@@ -169,12 +215,12 @@ def _message_entry(m: Message, escape: bool) -> dict[str, Any]:
         if value is None:
             continue
         if escape and isinstance(value, str) and _has_surrogates(value):
-            escaped[key] = _json_text(value)
+            escaped[key] = escape_text(value)
             value = _fix(value)
         entry[key] = value
     content = m.content
     if escape and _has_surrogates(content):
-        escaped["content"] = _json_text(content)
+        escaped["content"] = escape_text(content)
         content = _fix(content)
     entry["content"] = content
     if escaped:
@@ -190,7 +236,7 @@ def _toml_string(text: str, multiline: bool = False) -> str:
     """A TOML basic string (multi-line when ``multiline`` and the text has newlines)
     that reads back exactly: JSON escaping is a subset of TOML's, plus DEL, C1 and bidi
     controls as ``\\uXXXX``. ``text`` must hold no surrogates."""
-    body = json.dumps(text, ensure_ascii=False)
+    body = _encode_string(text)
     if _FILE_ESCAPE.search(body):
         body = _FILE_ESCAPE.sub(_escape_for_file, body)
     if multiline and "\n" in text:
@@ -385,11 +431,16 @@ def _escaped_table(value: Any, where: str, source: str) -> dict[str, str]:
     return value
 
 
-def _unescape(escaped: dict[str, str], key: str, source: str, where: str) -> Any:
+def _unescape(escaped: dict[str, str], key: str) -> str:
+    return unescape_text(escaped[key])
+
+
+def _unescape_table(escaped: dict[str, str], key: str, source: str) -> dict[str, Any]:
     try:
-        return json.loads(escaped[key])
+        value = json.loads(escaped[key])
     except (ValueError, RecursionError):
-        raise _fail(source, f"{where} has an unreadable escaped '{key}'") from None
+        raise _fail(source, f"'escaped.{key}' is not readable") from None
+    return _unescape_tree(_table(value, key, source, True))
 
 
 def from_document(
@@ -420,7 +471,7 @@ def _from_document(doc: Any, source: str, json_values: bool) -> Conversation:
     texts: dict[str, str | None] = {"name": None, "title": "New conversation", "system_prompt": ""}
     for key in _TOP_TEXT:
         if key in escaped:
-            value = _unescape(escaped, key, source, "the conversation")
+            value = _unescape(escaped, key)
         elif key in doc:
             value = doc[key]
         else:
@@ -431,9 +482,7 @@ def _from_document(doc: Any, source: str, json_values: bool) -> Conversation:
     tables: dict[str, dict[str, Any]] = {}
     for key in _TABLES:
         if key in escaped:
-            tables[key] = _table(
-                _unescape(escaped, key, source, "the conversation"), key, source, True
-            )
+            tables[key] = _unescape_table(escaped, key, source)
         else:
             tables[key] = _table(doc.get(key, {}), key, source, json_values)
     revision = doc.get("revision", 0)
@@ -497,11 +546,7 @@ def _messages(
         role = raw.get("role")
         if role not in ROLES:
             raise _fail(source, f"{where} has an unknown role {short(role, 30)}")
-        content = (
-            _unescape(escaped, "content", source, where)
-            if "content" in escaped
-            else raw.get("content")
-        )
+        content = _unescape(escaped, "content") if "content" in escaped else raw.get("content")
         if not isinstance(content, str):
             raise _fail(source, f"{where} has no text content")
         mid = raw.get("id")
@@ -527,7 +572,7 @@ def _messages(
         meta: dict[str, Any] = {}
         for key, kind in _MESSAGE_OPTIONAL.items():
             if key in escaped:
-                value = _unescape(escaped, key, source, where)
+                value = _unescape(escaped, key)
             elif key in raw:
                 value = raw[key]
             else:

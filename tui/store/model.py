@@ -33,6 +33,21 @@ def new_id(nbytes: int = ID_BYTES) -> str:
     return secrets.token_hex(nbytes)
 
 
+def unique_ids(count: int, taken: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``count`` fresh message ids, distinct from each other and from ``taken``."""
+    raw = secrets.token_bytes(ID_BYTES * count).hex()
+    step = ID_BYTES * 2
+    out: list[str] = []
+    seen = set(taken)
+    for start in range(0, len(raw), step):
+        candidate = raw[start : start + step]
+        while candidate in seen:
+            candidate = new_id()
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
 class DuplicateIdError(ValueError):
     """A message id that is already used in the conversation."""
 

@@ -45,7 +45,7 @@ from .merge import MergeReport, merge
 from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: strings escaped with codec.escape_text (exact for any str)
 SUFFIX = ".toml"
 MAX_FILE_BYTES = codec.MAX_FILE_BYTES
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -169,8 +169,21 @@ def _cached_info(entry: Any, stem: str, path: str) -> SessionInfo | None:
     count = values["messages"]
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         return None
+    for key in ("title", "created", "updated", "model"):
+        values[key] = codec.unescape_text(values[key])
+    if values["name"] is not None:
+        values["name"] = codec.unescape_text(values["name"])
     values["id"], values["path"] = stem, path  # the file is the truth, not the cache
     return SessionInfo(**values)
+
+
+def _index_info(info: SessionInfo) -> dict[str, Any]:
+    """A SessionInfo for the JSON index, its strings escaped so that any str (lone
+    surrogates included) reads back exactly."""
+    return {
+        key: codec.escape_text(value) if isinstance(value, str) else value
+        for key, value in asdict(info).items()
+    }
 
 
 def _valid_entry(entry: Any) -> bool:
@@ -436,7 +449,7 @@ class SessionStore:
             data["files"][path.name] = {
                 "size": info.st_size,
                 "mtime_ns": info.st_mtime_ns,
-                "info": asdict(_info(conv, path)),
+                "info": _index_info(_info(conv, path)),
             }
             atomic_write(self.folder / INDEX_NAME, json.dumps(data, separators=(",", ":")))
 
@@ -492,7 +505,7 @@ class SessionStore:
                 continue  # vanished meanwhile
             else:
                 found = _info(conv, Path(entry.path))
-                record["info"] = asdict(found)
+                record["info"] = _index_info(found)
                 infos.append(found)
             files[name] = record
             changed = True
