@@ -159,7 +159,7 @@ def test_export_to_a_full_disk_is_one_sentence(one: SessionStore) -> None:
         done = cli(one.root, "--export", "one", stdout=full, stderr=subprocess.PIPE)
     assert done.returncode == 1
     assert done.stderr == (
-        b"chat-tui: could not write to standard output: no space left on device.\n"
+        b"chat-tui: Could not write to standard output: no space left on device.\n"
     )
 
 
