@@ -248,56 +248,106 @@ def _short_time(iso: str) -> str:
 
 
 def run_store_command(ns: argparse.Namespace) -> int:
+    """--list, --search, --export and --import. Everything printed that comes from a
+    file (names, titles, reasons, file names) goes through the sanitizer; store errors
+    and a stdout that fails are one sentence on stderr and exit 1."""
+    from . import safe_text
     from .store import SessionStore, StoreError
     from .store import export as exporter
+    from .store.errors import describe_os_error
 
+    class StdoutFailed(Exception):
+        """Writing to standard output failed (a full disk, a closed pipe)."""
+
+        def __init__(self, cause: OSError) -> None:
+            super().__init__(str(cause))
+            self.cause = cause
+
+    def out(text: str, flush: bool = False) -> None:
+        try:
+            try:
+                sys.stdout.write(text)
+            except UnicodeEncodeError:  # a stdout that cannot show every character
+                encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+                sys.stdout.write(text.encode(encoding, "replace").decode(encoding))
+            if flush:
+                sys.stdout.flush()
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
+
+    def silence_stdout() -> None:
+        """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    line = safe_text.one_line
     store = SessionStore(ns.data_dir)
     try:
         if ns.list:
             infos, problems = store.scan()
             if not infos:
-                print(f"No saved conversations in {store.folder}.")
+                out(line(f"No saved conversations in {store.folder}.") + "\n")
             else:
                 rows = [
-                    (i.label, i.title, i.model or "-", _short_time(i.updated), str(i.messages))
+                    (
+                        line(i.label),
+                        line(i.title),
+                        line(i.model or "-"),
+                        _short_time(line(i.updated)),
+                        str(i.messages),
+                    )
                     for i in infos
                 ]
                 header = ("NAME", "TITLE", "MODEL", "UPDATED", "MESSAGES")
                 widths = [min(40, max(len(r[c]) for r in rows + [header])) for c in range(5)]
                 for row in [header, *rows]:
-                    print(
-                        "  ".join(
-                            cell[:w].ljust(w) for cell, w in zip(row, widths, strict=True)
-                        ).rstrip()
-                    )
+                    cells = (cell[:w].ljust(w) for cell, w in zip(row, widths, strict=True))
+                    out("  ".join(cells).rstrip() + "\n")
             for problem in problems:
-                print(f"unreadable: {problem} (left unchanged)")
+                out(line(f"unreadable: {problem} (left unchanged)") + "\n")
+            out("", flush=True)
             return EXIT_OK
         if ns.search is not None:
             hits = store.search(ns.search)
             for hit in hits:
-                print(f"{hit.info.id}  {hit.info.title}")
+                out(f"{line(hit.info.label)}  {line(hit.info.title)}\n")
                 for snippet in hit.snippets:
-                    print(f"    {snippet}")
+                    out(f"    {line(snippet)}\n")
             if not hits:
-                print(f"No conversation mentions {ns.search!r}.")
+                out(line(f"No conversation mentions {ns.search!r}.") + "\n")
+            out("", flush=True)
             return EXIT_OK
         if ns.export is not None:
             info = store.find(ns.export)
             if info is None:
-                error(f"No saved conversation called {ns.export!r}; see chat-tui --list.")
+                error(line(f"No saved conversation called {ns.export!r}; see chat-tui --list."))
                 return EXIT_ERROR
-            sys.stdout.write(exporter.export(store.load(info.id), ns.format))
+            out(exporter.export(store.load(info.id), ns.format), flush=True)
             return EXIT_OK
         if ns.import_file is not None:
             conv = store.import_conversation(exporter.import_file(ns.import_file))
-            print(
-                f"Imported {ns.import_file} as {conv.id}: {conv.title} "
-                f"({conv.message_count} messages)."
+            out(
+                line(
+                    f"Imported {ns.import_file} as {conv.name or conv.id}: {conv.title} "
+                    f"({conv.message_count} messages)."
+                )
+                + "\n",
+                flush=True,
             )
             return EXIT_OK
     except StoreError as exc:
-        error(str(exc))
+        error(line(str(exc)))
+        return EXIT_ERROR
+    except StdoutFailed as exc:
+        silence_stdout()
+        if not isinstance(exc.cause, BrokenPipeError):  # a closed pipe: silence, as usual
+            error(f"Could not write to standard output: {describe_os_error(exc.cause)}.")
         return EXIT_ERROR
     return EXIT_USAGE
 

@@ -42,6 +42,7 @@ def check(store: SessionStore) -> int:
 def test_sigkill_never_leaves_a_broken_file(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
     conv = store.new(name="victim")
+    conv.id = "victim"
     conv.append("user", "0:x:end")
     store.save(conv)
     rng = random.Random(1234)

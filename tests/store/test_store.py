@@ -17,11 +17,11 @@ from tui.store import (
     Conversation,
     CorruptSessionError,
     SessionStore,
-    StaleWriteError,
     UnsupportedSchemaError,
     codec,
 )
 from tui.store import export as exporter
+from tui.store.store import INDEX_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,40 +192,36 @@ def test_corrupt_files_are_reported_by_name_and_left_unchanged(store: SessionSto
         assert path.read_bytes() == body
 
 
-def test_stale_write_is_refused(tmp_path: Path) -> None:
+def test_a_stale_write_merges_instead_of_refusing(tmp_path: Path) -> None:
     a, b = SessionStore(tmp_path), SessionStore(tmp_path)
     conv = make(a, "start")
     mine, theirs = a.load(conv.id), b.load(conv.id)
     mine.append("assistant", "from process A")
     a.save(mine)
+    assert mine.last_merge is None
     theirs.append("assistant", "from process B")
-    with pytest.raises(StaleWriteError, match="another chat-tui process"):
-        b.save(theirs)
-    assert [m.content for m in a.load(conv.id).transcript] == ["start", "from process A"]
-    fresh = b.load(conv.id)  # after reloading, B can save again
-    fresh.append("user", "B again")
-    b.save(fresh)
-    assert a.load(conv.id).transcript[-1].content == "B again"
+    b.save(theirs)  # no StaleWriteError: both replies are kept, as sibling branches
+    assert theirs.last_merge is not None and theirs.last_merge.count == 1
+    on_disk = a.load(conv.id)
+    assert [m.content for m in on_disk.transcript] == ["start", "from process B"]
+    replies = on_disk.siblings(on_disk.head)
+    assert sorted(m.content for m in replies) == ["from process A", "from process B"]
 
 
 WORKER = r"""
 import sys
-from tui.store import SessionStore, StaleWriteError
+from tui.store import SessionStore
 store = SessionStore(sys.argv[1])
-done = 0
-while done < int(sys.argv[3]):
+for done in range(int(sys.argv[3])):
     conv = store.load("shared")
     conv.append("user", f"{sys.argv[2]}-{done}")
-    try:
-        store.save(conv)
-        done += 1
-    except StaleWriteError:
-        pass
+    store.save(conv)
 """
 
 
 def test_two_processes_never_lose_each_others_messages(store: SessionStore) -> None:
-    conv = store.new(name="shared")
+    conv = store.new()
+    conv.id = "shared"
     store.save(conv)
     procs = [
         subprocess.Popen([sys.executable, "-c", WORKER, str(store.root), tag, "25"], cwd=ROOT)
@@ -266,7 +262,7 @@ def test_broken_index_is_rebuilt(store: SessionStore) -> None:
     make(store, "two")
     (store.folder / ".index.json").write_text("{broken")
     assert {i.title for i in store.list()} == {"one", "two"}
-    assert json.loads((store.folder / ".index.json").read_text())["version"] == 1
+    assert json.loads((store.folder / ".index.json").read_text())["version"] == INDEX_VERSION
 
 
 def test_deleted_file_leaves_the_listing(store: SessionStore) -> None:

@@ -1,18 +1,25 @@
 """chat-tui's conversation store: TOML files on disk, no Textual."""
 
 from .errors import (
+    ConversationGoneError,
     CorruptSessionError,
+    DiskError,
     NotFoundError,
     StaleWriteError,
     StoreError,
     UnsupportedSchemaError,
 )
-from .model import Conversation, Message
-from .store import Problem, SearchHit, SessionInfo, SessionStore
+from .merge import MergeReport
+from .model import Conversation, DuplicateIdError, Message
+from .store import Problem, SearchHit, SessionInfo, SessionStore, file_stem_for_name
 
 __all__ = [
     "Conversation",
+    "ConversationGoneError",
     "CorruptSessionError",
+    "DiskError",
+    "DuplicateIdError",
+    "MergeReport",
     "Message",
     "NotFoundError",
     "Problem",
@@ -22,4 +29,5 @@ __all__ = [
     "StaleWriteError",
     "StoreError",
     "UnsupportedSchemaError",
+    "file_stem_for_name",
 ]

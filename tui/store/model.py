@@ -4,24 +4,52 @@ Every message has an ``id`` and a ``parent``. The conversation's ``head`` is the
 message of the active branch; the active transcript is the path from the root to it.
 Replacing a reply (regenerate) or a user turn (edit and resend) adds a sibling and
 moves the head, so the old branch stays in the file and reachable.
+
+Message ids are 16 hex characters and checked for uniqueness on insert. Every walk of
+the tree is bounded by the number of messages, so even a tree with a parent cycle
+(which the codec refuses to load) cannot make a walk spin.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .merge import MergeReport, Snapshot
 
 ROLES = ("system", "user", "assistant")
+ID_BYTES = 8  # 16 hex characters: no birthday collisions in any real conversation
 
 
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def new_id(nbytes: int = 4) -> str:
+def new_id(nbytes: int = ID_BYTES) -> str:
     return secrets.token_hex(nbytes)
+
+
+def unique_ids(count: int, taken: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``count`` fresh message ids, distinct from each other and from ``taken``."""
+    raw = secrets.token_bytes(ID_BYTES * count).hex()
+    step = ID_BYTES * 2
+    out: list[str] = []
+    seen = set(taken)
+    for start in range(0, len(raw), step):
+        candidate = raw[start : start + step]
+        while candidate in seen:
+            candidate = new_id()
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+class DuplicateIdError(ValueError):
+    """A message id that is already used in the conversation."""
 
 
 @dataclass
@@ -60,22 +88,88 @@ class Conversation:
     settings: dict[str, Any] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     head: str | None = None
-    revision: int = 0  # bumped on every save; a stale writer is refused
+    revision: int = 0  # bumped on every save
     # (inode, size, mtime_ns) of the file when last read or written by this process: if the
     # file still matches, nobody else wrote it and the save can skip re-reading it.
     disk_stamp: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
+    # What another chat-tui contributed at the last save (None: nothing was merged).
+    last_merge: MergeReport | None = field(default=None, compare=False, repr=False)
+    # The values as last read or saved, for the 3-way merge of a save (None: never on disk).
+    _base: Snapshot | None = field(default=None, init=False, compare=False, repr=False)
+    _index: dict[str, Message] | None = field(default=None, init=False, compare=False, repr=False)
+    _index_key: tuple[int, int, int] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+
+    # -- lookups ---------------------------------------------------------------------
+    def _by_id(self) -> dict[str, Message]:
+        """id -> message, kept up to date cheaply while messages are only appended."""
+        messages = self.messages
+        count = len(messages)
+        index, key = self._index, self._index_key
+        if (
+            index is not None
+            and key is not None
+            and key[0] == id(messages)
+            and key[1] <= count
+            and (key[1] == 0 or id(messages[key[1] - 1]) == key[2])
+        ):
+            for m in messages[key[1] :]:
+                index[m.id] = m
+        else:
+            index = self._index = {m.id: m for m in messages}
+        self._index_key = (id(messages), count, id(messages[-1]) if messages else 0)
+        return index
+
+    def get(self, message_id: str | None) -> Message | None:
+        """The message with this id, or None."""
+        if not message_id:
+            return None
+        found = self._by_id().get(message_id)
+        if found is not None and found.id != message_id:  # an id changed in place
+            self._index = None
+            found = self._by_id().get(message_id)
+        return found
+
+    def has_id(self, message_id: str) -> bool:
+        return self.get(message_id) is not None
+
+    def unused_id(self) -> str:
+        while True:
+            candidate = new_id()
+            if not self.has_id(candidate):
+                return candidate
+
+    def add(self, message: Message) -> Message:
+        """Insert a message built elsewhere (import, merge); its id must be new."""
+        if not isinstance(message.id, str) or not message.id:
+            raise DuplicateIdError("a message needs an id")
+        if self.has_id(message.id):
+            raise DuplicateIdError(f"message id {message.id!r} is already used")
+        self.messages.append(message)
+        return message
+
+    def _insert(self, role: str, content: str, parent: str | None, meta: dict) -> Message:
+        explicit = "id" in meta
+        message = Message(role=role, content=content, parent=parent, **meta)
+        if self.has_id(message.id):
+            if explicit:
+                raise DuplicateIdError(f"message id {message.id!r} is already used")
+            message.id = self.unused_id()
+        self.messages.append(message)
+        self.head = message.id
+        self.touch()
+        return message
 
     # -- the active branch -----------------------------------------------------------
-    def _by_id(self) -> dict[str, Message]:
-        return {m.id: m for m in self.messages}
-
     def path(self, head: str | None = None) -> list[Message]:
         """Messages from the root to ``head`` (default: the conversation's head)."""
         index = self._by_id()
         out: list[Message] = []
         current = index.get(head or self.head or "")
         seen: set[str] = set()
-        while current is not None and current.id not in seen:
+        limit = len(self.messages)
+        while current is not None and current.id not in seen and len(out) <= limit:
             seen.add(current.id)
             out.append(current)
             current = index.get(current.parent or "")
@@ -91,10 +185,7 @@ class Conversation:
         return [m.as_chat() for m in self.transcript if m.role != "system"]
 
     def append(self, role: str, content: str, **meta: Any) -> Message:
-        message = Message(role=role, content=content, parent=self.head, **meta)
-        self.messages.append(message)
-        self.head = message.id
-        self.touch()
+        message = self._insert(role, content, self.head, meta)
         if role == "user" and self.title == "New conversation":
             self.title = make_title(content)
         return message
@@ -102,26 +193,36 @@ class Conversation:
     def branch_from(self, message_id: str, role: str, content: str, **meta: Any) -> Message:
         """A sibling of ``message_id`` (same parent) that becomes the new head; the old
         message and everything after it stay reachable."""
-        old = self._by_id()[message_id]
-        message = Message(role=role, content=content, parent=old.parent, **meta)
-        self.messages.append(message)
-        self.head = message.id
-        self.touch()
-        return message
+        old = self.get(message_id)
+        if old is None:
+            raise KeyError(message_id)
+        return self._insert(role, content, old.parent, meta)
+
+    def children(self) -> dict[str | None, list[Message]]:
+        """Each parent id (None for roots) to its children, in insertion order."""
+        out: dict[str | None, list[Message]] = {}
+        for m in self.messages:
+            out.setdefault(m.parent, []).append(m)
+        return out
 
     def siblings(self, message_id: str) -> list[Message]:
-        index = self._by_id()
-        parent = index[message_id].parent
-        return [m for m in self.messages if m.parent == parent and m.role == index[message_id].role]
+        message = self.get(message_id)
+        if message is None:
+            raise KeyError(message_id)
+        parent, role = message.parent, message.role
+        return [m for m in self.messages if m.parent == parent and m.role == role]
 
     def leaf_of(self, message_id: str) -> str:
         """The newest leaf below ``message_id`` (to switch to an older branch)."""
-        children: dict[str | None, list[Message]] = {}
-        for m in self.messages:
-            children.setdefault(m.parent, []).append(m)
+        children = self.children()
         current = message_id
-        while children.get(current):
-            current = children[current][-1].id
+        seen = {current}
+        for _ in range(len(self.messages)):
+            below = children.get(current)
+            if not below or below[-1].id in seen:
+                break
+            current = below[-1].id
+            seen.add(current)
         return current
 
     def switch_to(self, message_id: str) -> None:
@@ -142,7 +243,49 @@ class Conversation:
 
     @property
     def model_name(self) -> str:
-        return str(self.model.get("source", "")) if self.model else ""
+        return str(self.model.get("source", "")) if isinstance(self.model, dict) else ""
+
+    # -- saving ----------------------------------------------------------------------
+    def mark_saved(self) -> None:
+        """Remember the current values as the ones on disk (after a load or a save)."""
+        from .merge import snapshot
+
+        self._base = snapshot(self)
+
+    def forget_saved(self) -> None:
+        """Treat the conversation as never saved (e.g. to save it under a new id)."""
+        self._base = None
+        self.disk_stamp = None
+
+    @property
+    def on_disk(self) -> bool:
+        """True once the conversation was read from or written to a file."""
+        return self._base is not None
+
+    def copy(self) -> Conversation:
+        return copy.deepcopy(self)
+
+
+def find_cycle(messages: list[Message]) -> str | None:
+    """The id of a message whose ancestors loop back on themselves, or None.
+
+    Iterative and linear in the number of messages."""
+    parents = {m.id: m.parent for m in messages}
+    done: set[str] = set()
+    for start in parents:
+        if start in done:
+            continue
+        trail: list[str] = []
+        on_trail: set[str] = set()
+        current: str | None = start
+        while current is not None and current in parents and current not in done:
+            if current in on_trail:
+                return current
+            trail.append(current)
+            on_trail.add(current)
+            current = parents[current]
+        done.update(trail)
+    return None
 
 
 def make_title(text: str, limit: int = 60) -> str:

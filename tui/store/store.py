@@ -1,34 +1,54 @@
 """The session store: one TOML file per conversation under ``<data dir>/sessions``.
 
-* Writes are atomic (see :mod:`atomic`) and guarded: a per-conversation lock plus a
-  ``revision`` check refuse a write based on a stale read (another chat-tui process
-  saved in between), so two processes never silently overwrite each other.
-* A file that does not parse or has the wrong shape is reported with its reason and
-  never rewritten; it does not stop the other conversations from loading.
+* Writes are atomic (see :mod:`atomic`) and made under a per-conversation lock. When
+  another chat-tui saved the conversation since it was read, the save merges (see
+  :mod:`merge`): both sides' messages are kept, as branches where both appended. Only
+  when the file became unreadable (never overwritten) or was deleted since it was
+  read does a save refuse.
+* A file that cannot be read, does not parse or has the wrong shape is reported with
+  its reason and never rewritten; it does not stop the other conversations from
+  loading. Files are read with a size limit and never block (FIFOs, devices).
+* Named conversations live in ``<slug>-<hash of the name>.toml``; the name itself is
+  kept inside the file and matched exactly, so distinct names never share a file.
 * Listing reads a small JSON index (title, times, model, message count) validated by
   each file's size and mtime, so only new or changed files are parsed. The index is a
-  cache: delete it, or let it break, and it is rebuilt.
+  cache: delete it, or let it break, and it is rebuilt; every entry is checked.
+* Disk faults raise :class:`DiskError`, one sentence naming what, where and why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+import stat as stat_module
+import sys
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import codec
-from .atomic import atomic_write, ensure_dir, file_lock
-from .errors import CorruptSessionError, NotFoundError, StaleWriteError, StoreError
+from .atomic import ReadRefused, atomic_write, ensure_dir, file_lock, move, read_file
+from .errors import (
+    ConversationGoneError,
+    CorruptSessionError,
+    NotFoundError,
+    StoreError,
+    describe_os_error,
+    disk_errors,
+    label,
+)
+from .merge import MergeReport, merge
 from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: strings escaped with codec.escape_text (exact for any str)
 SUFFIX = ".toml"
+MAX_FILE_BYTES = codec.MAX_FILE_BYTES
+MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -45,6 +65,9 @@ class SessionInfo:
     @property
     def label(self) -> str:
         return self.name or self.id
+
+
+_INFO_FIELDS = tuple(f.name for f in fields(SessionInfo))
 
 
 @dataclass
@@ -65,28 +88,53 @@ class SearchHit:
 
 
 def slugify(name: str) -> str:
+    """The file name an older chat-tui gave a named conversation (several names could
+    share it; kept to explain old files, no longer used for new ones)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     return slug[:80] or "conversation"
 
 
+_NOT_WORD = re.compile(r"\W+")
+
+
+def file_stem_for_name(name: str) -> str:
+    """A safe file name (without ``.toml``) for the conversation called ``name``: a
+    readable slug in any script plus a hash of the full name, so names that differ
+    only in punctuation, case or script never share a file."""
+    slug = _NOT_WORD.sub("-", name).strip("-_")[:40].rstrip("-_")
+    try:
+        slug.encode(sys.getfilesystemencoding())
+    except (UnicodeEncodeError, LookupError):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", slug).strip("-")
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{slug}-{digest}" if slug else f"conversation-{digest}"
+
+
 def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
-        stat = path.stat()
+        info = path.stat()
     except FileNotFoundError:
         return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-_REVISION = re.compile(rb"^revision = (\d+)$", re.MULTILINE)
+_REVISION = re.compile(rb"^revision = (\d{1,19})$", re.MULTILINE)
 
 
 def _header_revision(path: Path) -> int | None:
     """The ``revision`` near the top of a file we wrote (cheap: no full parse)."""
     try:
-        with open(path, "rb") as handle:
-            match = _REVISION.search(handle.read(4096))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        match = _REVISION.search(os.read(fd, 4096))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return int(match.group(1)) if match else None
 
 
@@ -107,11 +155,58 @@ def _info(conv: Conversation, path: Path) -> SessionInfo:
     )
 
 
+def _cached_info(entry: Any, stem: str, path: str) -> SessionInfo | None:
+    """The SessionInfo in an index entry, if it has exactly the right shape."""
+    info = entry.get("info")
+    if not isinstance(info, dict) or not all(key in info for key in _INFO_FIELDS):
+        return None
+    values = {key: info[key] for key in _INFO_FIELDS}
+    texts = ("id", "title", "created", "updated", "model", "path")
+    if not all(isinstance(values[key], str) for key in texts):
+        return None
+    if values["name"] is not None and not isinstance(values["name"], str):
+        return None
+    count = values["messages"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        return None
+    for key in ("title", "created", "updated", "model"):
+        values[key] = codec.unescape_text(values[key])
+    if values["name"] is not None:
+        values["name"] = codec.unescape_text(values["name"])
+    values["id"], values["path"] = stem, path  # the file is the truth, not the cache
+    return SessionInfo(**values)
+
+
+def _index_info(info: SessionInfo) -> dict[str, Any]:
+    """A SessionInfo for the JSON index, its strings escaped so that any str (lone
+    surrogates included) reads back exactly."""
+    return {
+        key: codec.escape_text(value) if isinstance(value, str) else value
+        for key, value in asdict(info).items()
+    }
+
+
+def _valid_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    for key in ("size", "mtime_ns"):
+        value = entry.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+    if "problem" in entry:
+        return isinstance(entry["problem"], str)
+    return isinstance(entry.get("info"), dict)
+
+
 def _snippet(text: str, start: int, length: int, width: int = 40) -> str:
     left = max(0, start - width)
     right = min(len(text), start + length + width)
     core = " ".join(text[left:right].split())
     return ("…" if left else "") + core + ("…" if right < len(text) else "")
+
+
+def _quoted(title: str) -> str:
+    return f"'{label(title)}'"
 
 
 class SessionStore:
@@ -129,12 +224,36 @@ class SessionStore:
         return self.folder
 
     def path_for(self, conv_id: str) -> Path:
-        if not conv_id or "/" in conv_id or conv_id.startswith("."):
+        if (
+            not isinstance(conv_id, str)
+            or not conv_id
+            or "/" in conv_id
+            or "\0" in conv_id
+            or conv_id.startswith(".")
+        ):
             raise StoreError(f"Invalid conversation id {conv_id!r}.")
         return self.folder / f"{conv_id}{SUFFIX}"
 
     def _lock_path(self, conv_id: str) -> Path:
         return self.folder / ".locks" / f"{conv_id}.lock"
+
+    def _taken(self, conv_id: str) -> bool:
+        return os.path.lexists(self.path_for(conv_id))
+
+    def _free_id(self, base: str) -> str:
+        conv_id, n = base, 1
+        while self._taken(conv_id):
+            n += 1
+            conv_id = f"{base}-{n}"
+        return conv_id
+
+    def _fresh_id(self, name: str | None) -> str:
+        if name:
+            return self._free_id(file_stem_for_name(name))
+        while True:
+            conv_id = now().strftime("%Y%m%d-%H%M%S-") + new_id(4)
+            if not self._taken(conv_id):
+                return conv_id
 
     # -- create, read, write -----------------------------------------------------------
     def new(
@@ -147,17 +266,8 @@ class SessionStore:
         settings: dict[str, Any] | None = None,
     ) -> Conversation:
         """A new conversation (not on disk until its first save)."""
-        self._ready()
-        if name:
-            base = slugify(name)
-            conv_id, n = base, 1
-            while self.path_for(conv_id).exists():
-                n += 1
-                conv_id = f"{base}-{n}"
-        else:
-            conv_id = now().strftime("%Y%m%d-%H%M%S-") + new_id(3)
         return Conversation(
-            id=conv_id,
+            id=self._fresh_id(name),
             name=name,
             title=title or "New conversation",
             model=dict(model or {}),
@@ -165,55 +275,119 @@ class SessionStore:
             settings=dict(settings or {}),
         )
 
-    def load(self, conv_id: str) -> Conversation:
-        path = self.path_for(conv_id)
+    def _read(self, path: Path, conv_id: str) -> Conversation:
+        """Read and validate one file. Raises :class:`NotFoundError` if it is missing
+        and :class:`CorruptSessionError` (with the reason) for anything else."""
         try:
-            text = path.read_text(encoding="utf-8")
+            data, info = read_file(path, MAX_FILE_BYTES)
         except FileNotFoundError:
             raise NotFoundError(f"No conversation {conv_id!r} in {self.folder}.") from None
-        except UnicodeDecodeError:
-            raise CorruptSessionError(str(path), "not UTF-8 text") from None
-        conv = codec.loads(text, str(path))
-        if conv.id != conv_id:  # the file name is the id; trust the name
-            conv.id = conv_id
-        conv.disk_stamp = _stamp(path)
+        except ReadRefused as exc:
+            raise CorruptSessionError(str(path), exc.reason) from None
+        except OSError as exc:
+            reason = f"could not be read ({describe_os_error(exc, path)})"
+            raise CorruptSessionError(str(path), reason) from None
+        conv = codec.loads_bytes(data, str(path))
+        conv.id = conv_id  # the file name is the id; trust the name
+        conv.disk_stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        conv.mark_saved()
         return conv
 
+    def load(self, conv_id: str) -> Conversation:
+        return self._read(self.path_for(conv_id), conv_id)
+
     def save(self, conv: Conversation) -> Path:
-        """Write ``conv`` atomically. Raises :class:`StaleWriteError` if the file on disk
-        has a newer revision than the one ``conv`` was read at, and
-        :class:`CorruptSessionError` rather than overwrite an unreadable file."""
-        self._ready()
+        """Write ``conv`` atomically, merging what another chat-tui saved meanwhile.
+
+        If the file changed since ``conv`` was read, the file is read again and merged
+        into ``conv`` (see :func:`merge.merge`); ``conv.last_merge`` then tells what
+        came from the other side (None when nothing did). Raises
+        :class:`CorruptSessionError` rather than overwrite an unreadable file,
+        :class:`ConversationGoneError` if the file was deleted since it was read, and
+        :class:`DiskError` when the disk refuses. A new conversation whose id was
+        taken meanwhile gets a fresh id (``conv.id`` changes) unless it is the same
+        named conversation, which is merged."""
         path = self.path_for(conv.id)
-        with file_lock(self._lock_path(conv.id)):
-            stamp = _stamp(path)
-            unchanged = stamp == conv.disk_stamp and _header_revision(path) == conv.revision
-            if stamp is not None and not unchanged:
-                on_disk = self.load(conv.id)  # raises CorruptSessionError: never overwrite
-                if on_disk.revision != conv.revision:
-                    raise StaleWriteError(
-                        f"'{conv.title}' was changed by another chat-tui process since it "
-                        "was opened; reopen it to see those changes (yours are kept in "
-                        "this window)."
-                    )
-            conv.revision += 1
-            try:
-                atomic_write(path, codec.dumps(conv))
-            except BaseException:
-                conv.revision -= 1
-                raise
-            conv.disk_stamp = _stamp(path)
+        with disk_errors(f"save {_quoted(conv.title)} to", path):
+            self._ready()
+            for _attempt in range(1000):
+                path = self.path_for(conv.id)
+                with file_lock(self._lock_path(conv.id)):
+                    if self._save_locked(conv, path):
+                        break
+            else:  # pragma: no cover - needs 1000 concurrent creators of one name
+                raise StoreError(f"Could not find a free file name for {_quoted(conv.title)}.")
         self._update_index_entry(conv, path)
         return path
+
+    def _save_locked(self, conv: Conversation, path: Path) -> bool:
+        """Merge and write under the lock; False if ``conv`` needs another id first."""
+        stamp = _stamp(path)
+        report: MergeReport | None = None
+        if stamp is None:
+            if conv.on_disk:
+                raise ConversationGoneError(
+                    f"{_quoted(conv.title)} was deleted (or moved to the trash) since it was "
+                    "opened, so it was not saved; save it as a new conversation to keep it."
+                )
+        elif not conv.on_disk:
+            # a new conversation, but the id is taken: the same named conversation
+            # created by another process is merged; anything else gets a fresh id
+            try:
+                other = self._read(path, conv.id)
+            except (CorruptSessionError, NotFoundError):
+                other = None
+            if other is not None and conv.name is not None and other.name == conv.name:
+                report = merge(conv, other, None)
+            else:
+                conv.id = self._fresh_id(conv.name)
+                return False
+        elif not (stamp == conv.disk_stamp and _header_revision(path) == conv.revision):
+            other = self._read(path, conv.id)  # CorruptSessionError: never overwrite
+            report = merge(conv, other, conv._base)
+        self._write(conv, path)
+        conv.last_merge = report if report else None
+        return True
+
+    def _write(self, conv: Conversation, path: Path) -> None:
+        previous = conv.revision
+        conv.revision += 1
+        try:
+            data = codec.dumps(conv).encode("utf-8")
+            if len(data) > MAX_FILE_BYTES:
+                raise StoreError(
+                    f"{_quoted(conv.title)} is too large to save "
+                    f"({len(data) // (1024 * 1024)} MiB; the limit is "
+                    f"{MAX_FILE_BYTES // (1024 * 1024)} MiB): export it and continue in "
+                    "a new conversation."
+                )
+            atomic_write(path, data)
+        except BaseException:
+            conv.revision = previous
+            raise
+        conv.disk_stamp = _stamp(path)
+        conv.mark_saved()
+
+    def save_as_new(self, conv: Conversation) -> Path:
+        """Save ``conv`` under a fresh id, e.g. after :class:`ConversationGoneError`."""
+        conv.forget_saved()
+        conv.id = self._fresh_id(conv.name)
+        conv.revision = 0
+        return self.save(conv)
 
     def delete(self, conv_id: str) -> Path:
         """Move a conversation to ``sessions/.trash`` (kept, not destroyed)."""
         path = self.path_for(conv_id)
-        if not path.exists():
+        if not os.path.lexists(path):
             raise NotFoundError(f"No conversation {conv_id!r}.")
-        trash = ensure_dir(self.folder / ".trash")
-        target = trash / f"{conv_id}-{new_id(3)}{SUFFIX}"
-        os.replace(path, target)
+        trash = self.folder / ".trash"
+        target = trash / f"{conv_id}-{new_id(4)}{SUFFIX}"
+        with disk_errors(f"move {conv_id!r} to the trash in", trash):
+            ensure_dir(trash)
+            with file_lock(self._lock_path(conv_id)):
+                if not os.path.lexists(path):
+                    raise NotFoundError(f"No conversation {conv_id!r}.")
+                move(path, target)
         return target
 
     def rename(self, conv_id: str, title: str) -> Conversation:
@@ -224,36 +398,60 @@ class SessionStore:
         return conv
 
     def import_conversation(self, conv: Conversation) -> Conversation:
-        """Save an imported conversation under a fresh id (never over an existing one)."""
-        fresh = self.new(name=conv.name)
-        conv.id, conv.revision = fresh.id, 0
+        """Save an imported conversation under a fresh id (never over an existing one).
+        A name already in use gets a number: ``name (2)``."""
+        if conv.name is not None:
+            conv.name = self._free_name(conv.name)
+        conv.forget_saved()
+        conv.id = self._fresh_id(conv.name)
+        conv.revision = 0
         self.save(conv)
         return conv
 
+    def _free_name(self, name: str) -> str:
+        used = {info.name for info in self.list()}
+        candidate, n = name, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name} ({n})"
+        return candidate
+
     # -- listing -----------------------------------------------------------------------
     def _read_index(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"version": INDEX_VERSION, "files": {}}
         try:
-            data = json.loads((self.folder / INDEX_NAME).read_text(encoding="utf-8"))
-            if data.get("version") == INDEX_VERSION and isinstance(data.get("files"), dict):
-                return data
-        except (OSError, ValueError, AttributeError):
-            pass
-        return {"version": INDEX_VERSION, "files": {}}
+            data = json.loads(read_file(self.folder / INDEX_NAME, MAX_INDEX_BYTES)[0])
+        except (OSError, ReadRefused, ValueError, RecursionError):
+            return empty
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+            return empty
+        files = data.get("files")
+        if not isinstance(files, dict):
+            return empty
+        empty["files"] = {
+            name: entry
+            for name, entry in files.items()
+            if isinstance(name, str) and _valid_entry(entry)
+        }
+        return empty
 
     def _write_index(self, data: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # the index is only a cache
+        """Write the index; it is only a cache, so a failure (read-only folder, full
+        disk) is ignored: listing works from the files."""
+        suppressed = contextlib.suppress(OSError, ValueError, RecursionError)
+        with suppressed, file_lock(self._lock_path(INDEX_NAME)):
             atomic_write(self.folder / INDEX_NAME, json.dumps(data, separators=(",", ":")))
 
     def _update_index_entry(self, conv: Conversation, path: Path) -> None:
-        with file_lock(self._lock_path(INDEX_NAME)):
+        with contextlib.suppress(OSError), file_lock(self._lock_path(INDEX_NAME)):
             data = self._read_index()
-            stat = path.stat()
+            info = path.stat()
             data["files"][path.name] = {
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "info": asdict(_info(conv, path)),
+                "size": info.st_size,
+                "mtime_ns": info.st_mtime_ns,
+                "info": _index_info(_info(conv, path)),
             }
-            self._write_index(data)
+            atomic_write(self.folder / INDEX_NAME, json.dumps(data, separators=(",", ":")))
 
     def scan(self) -> tuple[list[SessionInfo], list[Problem]]:
         """Every conversation (newest first) and every unreadable file with its reason."""
@@ -265,50 +463,58 @@ class SessionStore:
         changed = False
         infos: list[SessionInfo] = []
         problems: list[Problem] = []
-        with os.scandir(self.folder) as entries:
-            for entry in entries:
-                if not entry.name.endswith(SUFFIX) or entry.name.startswith("."):
+        try:
+            with os.scandir(self.folder) as iterator:
+                entries = list(iterator)
+        except OSError as exc:
+            reason = f"could not be read ({describe_os_error(exc, self.folder)})"
+            return [], [Problem(str(self.folder), reason)]
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(SUFFIX) or name.startswith("."):
+                continue
+            stem = name[: -len(SUFFIX)]
+            try:
+                info = entry.stat()
+            except OSError as exc:
+                problems.append(
+                    Problem(entry.path, f"could not be read ({describe_os_error(exc)})")
+                )
+                continue
+            seen.add(name)
+            cached = files.get(name)
+            if (
+                cached is not None
+                and cached["size"] == info.st_size
+                and cached["mtime_ns"] == info.st_mtime_ns
+            ):
+                if "problem" in cached:
+                    problems.append(Problem(entry.path, cached["problem"][:500]))
                     continue
-                try:
-                    stat = entry.stat()
-                except OSError:
+                found = _cached_info(cached, stem, entry.path)
+                if found is not None:
+                    infos.append(found)
                     continue
-                seen.add(entry.name)
-                cached = files.get(entry.name)
-                if (
-                    cached
-                    and cached.get("size") == stat.st_size
-                    and cached.get("mtime_ns") == stat.st_mtime_ns
-                ):
-                    if "problem" in cached:
-                        problems.append(Problem(entry.path, cached["problem"]))
-                        continue
-                    try:
-                        infos.append(SessionInfo(**cached["info"]))
-                        continue
-                    except (TypeError, KeyError):
-                        pass  # an entry of the wrong shape: parse the file again
-                record: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-                try:
-                    conv = self.load(entry.name[: -len(SUFFIX)])
-                    info = _info(conv, Path(entry.path))
-                    record["info"] = asdict(info)
-                    infos.append(info)
-                except CorruptSessionError as exc:
-                    record["problem"] = exc.reason
-                    problems.append(Problem(entry.path, exc.reason))
-                except (OSError, StoreError) as exc:
-                    problems.append(Problem(entry.path, str(exc)))
-                    continue
-                files[entry.name] = record
-                changed = True
+            record: dict[str, Any] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+            try:
+                conv = self._read(Path(entry.path), stem)
+            except CorruptSessionError as exc:
+                record["problem"] = exc.reason
+                problems.append(Problem(entry.path, exc.reason))
+            except StoreError:
+                continue  # vanished meanwhile
+            else:
+                found = _info(conv, Path(entry.path))
+                record["info"] = _index_info(found)
+                infos.append(found)
+            files[name] = record
+            changed = True
         for name in list(files):
             if name not in seen:
                 del files[name]
                 changed = True
         if changed:
-            with file_lock(self._lock_path(INDEX_NAME)):
-                self._write_index(data)
+            self._write_index(data)
         infos.sort(key=lambda i: i.updated, reverse=True)
         problems.sort(key=lambda p: p.path)
         return infos, problems
@@ -317,7 +523,7 @@ class SessionStore:
         return self.scan()[0]
 
     def rebuild_index(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             (self.folder / INDEX_NAME).unlink()
         self.scan()
 
@@ -325,14 +531,14 @@ class SessionStore:
         infos = self.list()
         return infos[0] if infos else None
 
+    def find_by_name(self, name: str) -> SessionInfo | None:
+        """The conversation called exactly ``name`` (the newest, should two share it)."""
+        return next((i for i in self.list() if i.name == name), None)
+
     def find(self, key: str) -> SessionInfo | None:
-        """By id, then by name, then by a unique id prefix or unique title."""
+        """By exact name, then by id, then by a unique id prefix or unique title."""
         infos = self.list()
-        for test in (
-            lambda i: i.id == key,
-            lambda i: i.name == key,
-            lambda i: i.id == slugify(key),
-        ):
+        for test in (lambda i: i.name == key, lambda i: i.id == key):
             found = [i for i in infos if test(i)]
             if found:
                 return found[0]
@@ -343,10 +549,18 @@ class SessionStore:
         return None
 
     def open_or_create(self, name: str, **fields: Any) -> tuple[Conversation, bool]:
-        """The conversation called ``name``, or a new one with that name."""
-        info = self.find(name)
-        if info is not None:
-            return self.load(info.id), False
+        """The conversation called exactly ``name``, or a new one with that name.
+
+        Raises :class:`CorruptSessionError` if the file that holds a conversation of
+        that name exists but cannot be read (rather than start a second one)."""
+        infos, problems = self.scan()
+        for info in infos:
+            if info.name == name:
+                return self.load(info.id), False
+        own = file_stem_for_name(name) + SUFFIX
+        for problem in problems:
+            if Path(problem.path).name == own:
+                raise CorruptSessionError(problem.path, problem.reason)
         return self.new(name=name, **fields), True
 
     # -- search --------------------------------------------------------------------------
@@ -354,18 +568,22 @@ class SessionStore:
         """Case-insensitive full-text search of every conversation's messages and title.
 
         A raw-bytes pre-filter skips files that cannot match; it is exact only for text
-        that TOML writes literally, so queries holding quotes, backslashes or control
-        characters parse every file."""
+        that TOML writes literally, so queries holding quotes, backslashes, control
+        characters or lone surrogates parse every file."""
         needle = text.casefold()
         if not needle:
             return []
-        literal = not any(c in text for c in '"\\') and all(c >= " " for c in text)
+        literal = (
+            not any(c in text for c in '"\\')
+            and all(c >= " " for c in text)
+            and not codec.needs_escape_in_file(text)
+        )
         hits: list[SearchHit] = []
         for info in self.list():
             path = Path(info.path)
             try:
-                raw = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                raw = read_file(path, MAX_FILE_BYTES)[0].decode("utf-8")
+            except (OSError, ReadRefused, UnicodeDecodeError):
                 continue
             if literal and needle not in raw.casefold():
                 continue
