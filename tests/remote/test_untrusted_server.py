@@ -1,11 +1,12 @@
 """The server is not trusted: every answer it controls is bounded, stopping is prompt in
-every phase, and odd answers get one clear sentence.
+every phase, odd answers get one clear sentence, and credentials in the URL never leak.
 
 Each run measures stop latency and peak Python memory (tracemalloc around stream_chat)
 and asserts generous bounds: they catch a hang or an unbounded buffer, not slowness."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -24,10 +25,13 @@ from tui.engine.remote import (
     MAX_REPLY,
     MIN_REPLY,
     Endpoint,
+    RemoteEngine,
     list_models,
+    redact_url,
     stream_chat,
 )
 from tui.engine.settings import GenerationSettings
+from tui.engine.spec import ModelSpec
 from tui.store import SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -414,3 +418,86 @@ def test_tls_streams_and_a_bad_certificate_is_one_sentence(tls_misbehaving) -> N
     bad = run(f"{tls_misbehaving}/ok")
     assert bad.stop_reason == "error" and "TLS with 127.0.0.1:" in bad.error
     assert "certificate" in bad.error
+
+
+# -- credentials in the URL -----------------------------------------------------------------
+KEY = "sk-url-secret-42"
+
+
+def test_url_credentials_are_redacted_everywhere() -> None:
+    endpoint = Endpoint(f"http://user:{KEY}@127.0.0.1:9/v1")
+    assert endpoint.url == "http://127.0.0.1:9/v1" and endpoint.host == "127.0.0.1:9"
+    for shown in (repr(endpoint), str(endpoint), str(dataclasses.asdict(endpoint))):
+        assert KEY not in shown and "user" not in shown
+    assert Endpoint(endpoint.url).api_key() is None  # the clean URL carries no key
+    assert redact_url(f"https://u:{KEY}@h.example:8/v1?x=1#f") == "https://h.example:8/v1?x=1#f"
+    assert redact_url(f"u:{KEY}@h:8/v1") == "h:8/v1"
+    assert redact_url("http://h/p@th") == "http://h/p@th"
+    with pytest.raises(remote.RemoteError) as bad:
+        Endpoint(f"ftp://user:{KEY}@host/v1")
+    assert KEY not in str(bad.value)
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "key"),
+    [(f"user:{KEY}", KEY), (KEY, KEY), (f":{KEY}", KEY), ("u:p%40ss%3Aw", "p@ss:w")],
+)
+def test_url_credentials_are_sent_as_a_bearer_token(
+    misbehaving, seen_headers, monkeypatch, userinfo, key
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    url = misbehaving.replace("http://", f"http://{userinfo}@") + "/ok"
+    r = run(url)
+    assert r.error is None and seen_headers[-1]["Authorization"] == f"Bearer {key}"
+
+
+def test_the_environment_key_wins_over_the_url(misbehaving, seen_headers, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    run(misbehaving.replace("http://", f"http://user:{KEY}@") + "/ok")
+    assert seen_headers[-1]["Authorization"] == "Bearer sk-from-env"
+
+
+def test_url_credentials_never_reach_an_error(misbehaving, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with_key = misbehaving.replace("http://", f"http://user:{KEY}@")
+    for mode in ("status401", "status404", "html", "notopenai", "truncated"):
+        r = run(f"{with_key}/{mode}")
+        assert r.error and KEY not in r.error and "user" not in r.error
+    engine = RemoteEngine(Endpoint(f"{with_key}/status401"))
+    with pytest.raises(remote.RemoteError) as refused:
+        engine.load(ModelSpec(source="default"))
+    assert KEY not in str(refused.value)
+    engine = RemoteEngine(Endpoint(f"{with_key}/ok"))
+    loaded = engine.load(ModelSpec(source="default"))
+    assert KEY not in repr(loaded) and KEY not in loaded.device
+
+
+def test_a_key_that_would_inject_headers_is_refused(misbehaving, seen_headers) -> None:
+    before = len(seen_headers)
+    r = run(misbehaving.replace("http://", "http://u:sk%0d%0aX-Evil:%201@") + "/ok")
+    assert r.stop_reason == "error" and "cannot go in an HTTP header" in r.error
+    assert len(seen_headers) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tui/cli.py open_conversation() saves ns.endpoint as typed; it should save "
+    "redact_url(ns.endpoint) or the Endpoint's url (outside this change's scope)",
+)
+def test_one_shot_never_saves_url_credentials(misbehaving, test_env, tmp_path) -> None:
+    env = {k: v for k, v in test_env.items() if k != "OPENAI_API_KEY"}
+    url = misbehaving.replace("http://", f"http://user:{KEY}@") + "/ok"
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--endpoint", url, "--prompt", "x"]
+        + ["--data-dir", str(tmp_path), "--session", "creds"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert KEY not in done.stdout and KEY not in done.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path

@@ -27,8 +27,13 @@ is checked, and each step parses at most :data:`READ_SIZE` bytes, so a signal ha
 that sets the event (one-shot mode runs this on the main thread) is honoured within
 a fraction of a second however fast the server floods. A stop is ``stop_reason='stopped'``.
 
-The API key is read from an environment variable (default ``OPENAI_API_KEY``) when a
-request is made; it is never stored on the objects chat-tui saves.
+**The API key** is read from an environment variable (default ``OPENAI_API_KEY``) when a
+request is made, and sent as ``Authorization: Bearer <key>``. A key may also be written
+into the URL, ``http://user:KEY@host/v1``: the password is the key (or, when there is no
+password, the user name is), percent-decoding applied; the environment variable wins
+when both are set. The URL's credentials are removed from :attr:`Endpoint.url` and
+:attr:`Endpoint.host` at once (so from every message, every saved file and the repr) and
+kept only in a private attribute; :func:`redact_url` does the same for any URL string.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ..safe_text import fix_surrogates
 from .chat_format import with_system
@@ -94,9 +99,43 @@ class _BadFraming(Exception):
     """Malformed chunked framing; carries the body bytes decoded before it."""
 
 
+class _Secret:
+    """A credential that never shows itself in a repr, a str or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` removed; never raises, whatever the string."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    cut = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found != -1:
+            cut = min(cut, found)
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{tail}"
+
+
 @dataclass
 class Endpoint:
-    url: str  # base URL ending in /v1 (added if missing)
+    url: str  # base URL ending in /v1 (added if missing); credentials removed
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = DEFAULT_TIMEOUT
     verify_tls: bool = True
@@ -107,7 +146,9 @@ class Endpoint:
         url = given.rstrip("/")
         if "://" not in url:
             url = "http://" + url
-        bad = RemoteError(f"{given!r} is not an http(s) URL.")
+        # a URL that does not parse may hide a key anywhere: then it is not echoed at all
+        shown = "The endpoint URL" if "@" in given else repr(given)
+        bad = RemoteError(f"{shown} is not an http(s) URL.")
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -116,7 +157,13 @@ class Endpoint:
             raise bad from None
         if parts.scheme not in ("http", "https") or not hostname:
             raise bad
-        hostport = parts.netloc
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        # not a dataclass field: never in repr(), asdict() or anything saved
+        self._url_key: _Secret | None = None
+        if at:
+            user, colon, password = userinfo.partition(":")
+            key = unquote(password if colon and password else user)
+            self._url_key = _Secret(key) if key else None
         path = parts.path.rstrip("/")
         if not path.endswith("/v1"):
             path += "/v1"
@@ -136,10 +183,14 @@ class Endpoint:
         return self._hostport
 
     def api_key(self) -> str | None:
-        return os.environ.get(self.api_key_env) or None
+        """The key to send: the environment variable's, else the one from the URL."""
+        key = os.environ.get(self.api_key_env)
+        if key:
+            return key
+        return self._url_key.reveal() if self._url_key is not None else None
 
     def _key_source(self) -> str:
-        return f"${self.api_key_env}"
+        return f"${self.api_key_env}" if os.environ.get(self.api_key_env) else "the endpoint URL"
 
 
 def _is_loopback(host: str) -> bool:
