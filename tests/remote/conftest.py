@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import select
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -66,10 +69,25 @@ def serve(tiny_llama_dir: Path, test_env: dict[str, str], tmp_path_factory) -> I
     handle.close()
 
 
+HTML_PAGE = (
+    "<!DOCTYPE html><html><head><title>Welcome</title></head>"
+    "<body><h1>It works!</h1><p>This is a web page, not an API.</p></body></html>"
+)
+
+
 def _chunk(text: str | None = None, finish: str | None = None) -> bytes:
     delta = {"content": text} if text is not None else {}
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
-    return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+    return b"data: " + json.dumps({"choices": [choice]}, ensure_ascii=False).encode() + b"\n\n"
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client leaves."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass
 
 
 class Misbehaving(BaseHTTPRequestHandler):
@@ -92,9 +110,38 @@ class Misbehaving(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _page(self, status: int) -> None:
+        body = HTML_PAGE.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _hold(self, seconds: float = 30) -> None:
+        """Answer nothing until the client goes away (or ``seconds`` pass)."""
+        self.connection.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if not self.connection.recv(65536):
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        self.close_connection = True
+
     def do_GET(self) -> None:
-        if self._mode() == "status401":
+        mode = self._mode()
+        if mode == "status401":
             self._json(401, {"error": {"message": "bad key"}})
+        elif mode.startswith("html"):
+            self._page(int(mode[4:] or 200))
+        elif mode == "noheaders":
+            self._hold()
+        elif mode == "notopenai":
+            self._json(200, {"status": "ok", "version": "1.2"})
         else:
             self._json(200, {"data": [{"id": "fake-model"}]})
 
@@ -106,6 +153,35 @@ class Misbehaving(BaseHTTPRequestHandler):
         if mode.startswith("status"):
             status = int(mode[6:])
             self._json(status, {"error": {"message": f"simulated {status}"}})
+            return
+        if mode.startswith("html"):
+            self._page(int(mode[4:] or 200))
+            return
+        if mode == "noheaders":
+            self._hold()
+            return
+        if mode == "notopenai":
+            self._json(200, {"status": "ok", "version": "1.2"})
+            return
+        if mode == "completion":  # a server that ignores "stream": one JSON answer
+            message = {"role": "assistant", "content": "Whole reply."}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            usage = {"prompt_tokens": 5, "completion_tokens": 3}
+            self._json(200, {"object": "chat.completion", "choices": [choice], "usage": usage})
+            return
+        if mode == "longerror":  # a 500 whose error text is long, multi-line and hostile
+            text = "\x1b]0;pwned\x07[/bold]" + "very long reason\n" * 2000
+            self._json(500, {"error": {"message": text}})
+            return
+        if mode == "endlesserror":  # a 500 whose body never ends
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self._pour(b"oops " * 4096)
+            return
+        if mode == "chunked":  # HTTP chunked framing split in awkward places
+            self._chunked()
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -139,7 +215,67 @@ class Misbehaving(BaseHTTPRequestHandler):
                 w.flush()
                 time.sleep(0.05)
             w.write(_chunk(finish="stop"))
+        elif mode == "endless":  # a reply that never ends, 1 KiB of text per event
+            self._pour(b"".join(_chunk("endless " * 128) for _ in range(16)))
+            return
+        elif mode == "flood":  # one-character events, as fast as the socket takes them
+            self._pour(_chunk("x") * 1000)
+            return
+        elif mode == "hugeline":  # 100 MB without a newline
+            w.write(_chunk("partial"))
+            w.write(b'data: {"choices": [{"index": 0, "delta": {"content": "')
+            self._pour(b"x" * (1 << 20), limit=100)
+            return
+        elif mode == "badutf8":
+            w.write(_chunk("caf\u00e9 "))
+            # invalid UTF-8 inside the JSON string, then a lone surrogate escape
+            w.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a\xff\xfeb "}}]}\n\n')
+            w.write(b'data: {"choices": [{"index": 0, "delta": {"content": "c\\ud800d "}}]}\n\n')
+            # a four-byte character split across two writes (two reads for the client)
+            emoji = _chunk("\U0001f600!")
+            cut = emoji.index(b"\xf0") + 2
+            w.write(emoji[:cut])
+            w.flush()
+            time.sleep(0.3)
+            w.write(emoji[cut:])
+            w.write(_chunk(finish="stop"))
+            w.write(b"data: [DONE]\n\n")
         w.flush()
+        self.close_connection = True
+
+    def _pour(self, block: bytes, limit: int | None = None) -> None:
+        """Write ``block`` over and over (``limit`` times, or until the client leaves)."""
+        count = 0
+        try:
+            while limit is None or count < limit:
+                self.wfile.write(block)
+                count += 1
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        stream = b"".join(
+            [
+                _chunk("Gr\u00fc\u00dfe"),
+                b": a comment\r\n\r\n",
+                _chunk(" aus"),
+                _chunk(" K\u00f6ln"),
+            ]
+        )
+        stream += _chunk(finish="stop") + b"data: [DONE]\n\n"
+        # framing cut at every 7 bytes (inside lines and characters), with an extension
+        for start in range(0, len(stream), 7):
+            piece = stream[start : start + 7]
+            self.wfile.write(f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+        self.wfile.flush()
         self.close_connection = True
 
 
@@ -157,9 +293,120 @@ def unused_port() -> int:
 
 @pytest.fixture(scope="session")
 def misbehaving() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server = QuietServer(("127.0.0.1", 0), Misbehaving)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class RawServer:
+    """A bare TCP server: each connection is handed to ``behaviour(conn)`` on a thread.
+    For answers no HTTP library would send (silence, garbage, endless headers)."""
+
+    def __init__(self, behaviour) -> None:
+        self.behaviour = behaviour
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.behaviour(conn, self.closing)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closing.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+def hold(conn: socket.socket, closing: threading.Event) -> None:
+    """Accept, read, never answer, until the client leaves."""
+    conn.settimeout(0.2)
+    while not closing.is_set():
+        try:
+            if not conn.recv(65536):
+                return
+        except TimeoutError:
+            continue
+
+
+@pytest.fixture
+def raw_server() -> Iterator:
+    servers: list[RawServer] = []
+
+    def start(behaviour) -> str:
+        server = RawServer(behaviour)
+        servers.append(server)
+        return f"127.0.0.1:{server.port}"
+
+    start.hold = hold  # for behaviours that answer a little, then go silent
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with a full accept queue (Linux drops
+    SYNs then, so a connect neither succeeds nor fails)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)  # the one slot
+    probe = socket.socket()
+    probe.setblocking(False)
+    probe.connect_ex(("127.0.0.1", port))
+    _, writable, _ = select.select([], [probe], [], 0.3)
+    probe.close()
+    if writable:
+        pytest.skip("this kernel completes connections past a full accept queue")
+    yield port
+    filler.close()
+    listener.close()
+
+
+@pytest.fixture(scope="session")
+def tls_misbehaving(tmp_path_factory) -> Iterator[str]:
+    """The misbehaving server behind TLS, with a self-signed certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = QuietServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
