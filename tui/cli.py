@@ -376,8 +376,10 @@ def open_conversation(ns: argparse.Namespace, spec, settings):
     if ns.system_prompt is not None:
         conv.system_prompt = ns.system_prompt
     conv.model = spec.to_dict()
-    if ns.endpoint:  # the URL only: the API key is never written
-        conv.model["endpoint"] = ns.endpoint
+    if ns.endpoint:  # the URL only: credentials in it are never written
+        from .engine.remote import redact_url
+
+        conv.model["endpoint"] = redact_url(ns.endpoint)
     return (None if ns.no_save else store), conv
 
 

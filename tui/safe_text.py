@@ -11,7 +11,7 @@ text exactly as received; every path to the terminal goes through one of these:
   there and the terminal never acts on it. Newline and tab are kept.
 * :func:`one_line` for labels (tab titles, table cells, notification titles): the same,
   with newlines and tabs folded into spaces.
-* :func:`strip` and :class:`StreamStripper` for one-shot output and exports: complete
+* :func:`clean` and :class:`StreamStripper` for one-shot output and exports: complete
   escape sequences are removed, remaining controls dropped, so a pipe gets clean text.
 
 No Textual here: the engine, the store and the CLI use it too.
@@ -97,7 +97,7 @@ def one_line(text: str, limit: int | None = None) -> str:
     return line
 
 
-def strip(text: str) -> str:
+def clean(text: str) -> str:
     """For pipes, files and exports: escape sequences removed, controls dropped
     (newline and tab kept; ``\\r\\n`` becomes ``\\n``)."""
     text = str(text)
@@ -113,7 +113,7 @@ def has_controls(text: str) -> bool:
 
 
 class StreamStripper:
-    """:func:`strip` for text that arrives in pieces: an escape sequence split between
+    """:func:`clean` for text that arrives in pieces: an escape sequence split between
     two pieces is held back until it completes (at most :data:`STREAM_HOLD_LIMIT`
     characters; a longer one is let through with its introducer removed)."""
 
@@ -138,8 +138,8 @@ class StreamStripper:
         if text.endswith("\r"):  # maybe the first half of \r\n
             self.pending = "\r" + self.pending
             text = text[:-1]
-        return strip(text)
+        return clean(text)
 
     def flush(self) -> str:
         rest, self.pending = self.pending, ""
-        return strip(rest)
+        return clean(rest)

@@ -479,11 +479,6 @@ def test_a_key_that_would_inject_headers_is_refused(misbehaving, seen_headers) -
     assert len(seen_headers) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/cli.py open_conversation() saves ns.endpoint as typed; it should save "
-    "redact_url(ns.endpoint) or the Endpoint's url (outside this change's scope)",
-)
 def test_one_shot_never_saves_url_credentials(misbehaving, test_env, tmp_path) -> None:
     env = {k: v for k, v in test_env.items() if k != "OPENAI_API_KEY"}
     url = misbehaving.replace("http://", f"http://user:{KEY}@") + "/ok"

@@ -20,7 +20,7 @@ def test_visible_leaves_no_control_and_no_surrogate(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_strip_leaves_no_control(name: str) -> None:
-    out = safe_text.strip(CORPUS[name])
+    out = safe_text.clean(CORPUS[name])
     assert controls_in(out) == set()
     out.encode("utf-8")
 
@@ -33,12 +33,12 @@ def test_visible_shows_a_placeholder_where_an_escape_was() -> None:
 
 
 def test_strip_removes_whole_sequences_and_keeps_the_text() -> None:
-    assert safe_text.strip(f"{ESC}[31mred{ESC}[0m") == "red"
-    assert safe_text.strip(f"{ESC}]0;pwned\x07after") == "after"
-    assert safe_text.strip(f"{ESC}]8;;http://x/{ESC}\\click{ESC}]8;;{ESC}\\") == "click"
-    assert safe_text.strip(f"{ESC}P1$r0m{ESC}\\tail") == "tail"
-    assert safe_text.strip("one\r\ntwo\rthree") == "one\ntwothree"
-    assert safe_text.strip("plain [bold] text") == "plain [bold] text"
+    assert safe_text.clean(f"{ESC}[31mred{ESC}[0m") == "red"
+    assert safe_text.clean(f"{ESC}]0;pwned\x07after") == "after"
+    assert safe_text.clean(f"{ESC}]8;;http://x/{ESC}\\click{ESC}]8;;{ESC}\\") == "click"
+    assert safe_text.clean(f"{ESC}P1$r0m{ESC}\\tail") == "tail"
+    assert safe_text.clean("one\r\ntwo\rthree") == "one\ntwothree"
+    assert safe_text.clean("plain [bold] text") == "plain [bold] text"
 
 
 def test_one_line_folds_newlines_and_cuts() -> None:
@@ -52,7 +52,7 @@ def test_a_stream_split_inside_a_sequence_is_stripped_like_the_whole() -> None:
     for cut in range(1, len(text)):
         stripper = safe_text.StreamStripper()
         out = stripper.feed(text[:cut]) + stripper.feed(text[cut:]) + stripper.flush()
-        assert out == safe_text.strip(text), cut
+        assert out == safe_text.clean(text), cut
 
 
 def test_an_unfinished_sequence_is_not_held_forever() -> None:

@@ -51,7 +51,7 @@ def to_markdown(conv: Conversation) -> str:
         lines += [f"## {heading}", "", m.content, ""]
         if m.role == "assistant" and m.stop_reason in ("stopped", "interrupted", "error"):
             lines += [f"*({m.stop_reason})*", ""]
-    return safe_text.strip("\n".join(lines).rstrip() + "\n")
+    return safe_text.clean("\n".join(lines).rstrip() + "\n")
 
 
 # JSON leaves these raw with ensure_ascii=False; C0 controls it escapes itself

@@ -14,48 +14,14 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Conversation, Message
-
-FIELDS = ("title", "name", "system_prompt", "settings", "model")
-_MESSAGE_FIELDS = (
-    "role",
-    "content",
-    "parent",
-    "time",
-    "model",
-    "prompt_tokens",
-    "new_tokens",
-    "time_to_first_token",
-    "tokens_per_second",
-    "stop_reason",
-    "error",
+from .model import (
+    FIELDS,
+    MESSAGE_FIELDS,
+    Conversation,
+    Snapshot,
+    fingerprint,
+    message_digest,
 )
-
-
-def _fingerprint(m: Message) -> tuple[Any, ...]:
-    return tuple(getattr(m, name) for name in _MESSAGE_FIELDS)
-
-
-def _digest(m: Message) -> int:
-    try:
-        return hash(_fingerprint(m))
-    except TypeError:  # an unhashable value slipped in: compare by identity instead
-        return id(m)
-
-
-@dataclass
-class Snapshot:
-    """A conversation's values as last read or saved."""
-
-    fields: dict[str, Any]
-    messages: dict[str, int]  # message id -> digest of its fields
-
-
-def snapshot(conv: Conversation) -> Snapshot:
-    return Snapshot(
-        fields={name: copy.deepcopy(getattr(conv, name)) for name in FIELDS},
-        messages={m.id: _digest(m) for m in conv.messages},
-    )
 
 
 @dataclass
@@ -119,7 +85,7 @@ def merge(mine: Conversation, theirs: Conversation, base: Snapshot | None) -> Me
             mine.messages.append(added)
             report.merged.append(added.id)
             continue
-        if _fingerprint(existing) == _fingerprint(message):
+        if fingerprint(existing) == fingerprint(message):
             continue
         known = base_messages.get(message.id)
         if known is None:
@@ -131,9 +97,9 @@ def merge(mine: Conversation, theirs: Conversation, base: Snapshot | None) -> Me
             renamed[message.id] = added.id
             mine.messages.append(added)
             report.merged.append(added.id)
-        elif _digest(existing) == known:
+        elif message_digest(existing) == known:
             # only the other side edited it (e.g. finished a reply): take their version
-            for name in _MESSAGE_FIELDS:
+            for name in MESSAGE_FIELDS:
                 setattr(existing, name, getattr(message, name))
             report.updated.append(message.id)
         # else both edited it: this side's version is kept

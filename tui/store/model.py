@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .merge import MergeReport, Snapshot
+    from .merge import MergeReport
 
 ROLES = ("system", "user", "assistant")
 ID_BYTES = 8  # 16 hex characters: no birthday collisions in any real conversation
@@ -248,8 +248,6 @@ class Conversation:
     # -- saving ----------------------------------------------------------------------
     def mark_saved(self) -> None:
         """Remember the current values as the ones on disk (after a load or a save)."""
-        from .merge import snapshot
-
         self._base = snapshot(self)
 
     def forget_saved(self) -> None:
@@ -291,3 +289,46 @@ def find_cycle(messages: list[Message]) -> str | None:
 def make_title(text: str, limit: int = 60) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+# -- the values as last read or saved (the base of a 3-way merge) ----------
+FIELDS = ("title", "name", "system_prompt", "settings", "model")
+MESSAGE_FIELDS = (
+    "role",
+    "content",
+    "parent",
+    "time",
+    "model",
+    "prompt_tokens",
+    "new_tokens",
+    "time_to_first_token",
+    "tokens_per_second",
+    "stop_reason",
+    "error",
+)
+
+
+def fingerprint(m: Message) -> tuple[Any, ...]:
+    return tuple(getattr(m, name) for name in MESSAGE_FIELDS)
+
+
+def message_digest(m: Message) -> int:
+    try:
+        return hash(fingerprint(m))
+    except TypeError:  # an unhashable value slipped in: compare by identity instead
+        return id(m)
+
+
+@dataclass
+class Snapshot:
+    """A conversation's values as last read or saved."""
+
+    fields: dict[str, Any]
+    messages: dict[str, int]  # message id -> digest of its fields
+
+
+def snapshot(conv: Conversation) -> Snapshot:
+    return Snapshot(
+        fields={name: copy.deepcopy(getattr(conv, name)) for name in FIELDS},
+        messages={m.id: message_digest(m) for m in conv.messages},
+    )
