@@ -63,11 +63,12 @@ def kv_bytes_per_token(config: Any, dtype_bytes: int) -> int:
 
 def count_parameters(config: Any, trust_remote_code: bool = False) -> tuple[int, int]:
     """(all parameters, parameters inside nn.Linear layers other than the LM head)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from . import libs
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    torch = libs.torch()
+    auto_model = libs.transformers().AutoModelForCausalLM
+    with libs.lock, torch.device("meta"):
+        model = auto_model.from_config(config, trust_remote_code=trust_remote_code)
     total = sum(p.numel() for p in model.parameters())
     linear = 0
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
