@@ -6,9 +6,9 @@ import gc
 import threading
 from collections.abc import Callable, Sequence
 
-from . import chat_format, generation, loader
+from . import chat_format, generation, libs, loader
 from .errors import EngineError
-from .settings import GenerationSettings
+from .settings import EffectiveSettings, GenerationSettings
 from .spec import ModelSpec
 
 Progress = Callable[[float, str], None]
@@ -80,6 +80,48 @@ class Engine:
     ) -> int:
         return len(self.build_prompt(messages, system_prompt).ids)
 
+    def effective_settings(self, settings: GenerationSettings | None = None) -> EffectiveSettings:
+        """The settings a turn on the loaded model uses: its own generation_config,
+        overlaid with ``settings`` (default: the engine's), with where each came from."""
+        loaded = self.require_model()
+        return (settings or self.settings).effective(loaded.model.generation_config)
+
+    def prepare_turn(
+        self,
+        messages: Sequence[dict[str, str]],
+        system_prompt: str | None = None,
+        settings: GenerationSettings | None = None,
+        continue_final: bool = False,
+    ) -> tuple[chat_format.Prompt, generation.TurnInfo]:
+        """The prompt a turn would send and what to tell the user about it, by the same
+        rule :meth:`chat` applies: when the conversation does not fit the model's context
+        minus the room kept for the reply, the oldest turns are left out (never the system
+        prompt); a last message that alone fills the context raises
+        :class:`~.errors.ContextLengthError`."""
+        loaded = self.require_model()
+        effective = self.effective_settings(settings)
+        wanted = effective.values.get("max_new_tokens")
+        fitted = chat_format.fit_prompt(
+            loaded.tokenizer,
+            messages,
+            system_prompt,
+            loaded.chat_template,
+            continue_final,
+            context_limit=loaded.context_limit,
+            max_new_tokens=wanted,
+            max_new_tokens_is_users=effective.sources.get("max_new_tokens") == "user",
+        )
+        info = generation.TurnInfo(
+            prompt_tokens=len(fitted.prompt.ids),
+            context_limit=loaded.context_limit,
+            dropped_messages=fitted.dropped,
+            notices=list(fitted.notices),
+            max_new_tokens=fitted.max_new_tokens,
+            settings=effective,
+            model_name=loaded.name,
+        )
+        return fitted.prompt, info
+
     def chat(
         self,
         messages: Sequence[dict[str, str]],
@@ -89,16 +131,19 @@ class Engine:
         settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_start: Callable[[generation.TurnInfo], None] | None = None,
         continue_final: bool = False,
     ) -> generation.GenerationResult:
         """Generate the assistant's next reply to ``messages`` (role/content dicts).
 
-        Raises :class:`EngineError` before generation starts (no model, bad template);
-        a failure mid-stream is returned as ``stats.stop_reason == 'error'`` with the
-        partial text, so nothing already shown is lost. ``on_start`` is called once this
-        caller has the model (another conversation may have been generating);
-        ``continue_final`` continues the last (assistant) message instead of answering.
+        Raises :class:`EngineError` before generation starts (no model, bad template, a
+        last message longer than the context); a failure mid-stream is returned as
+        ``stats.stop_reason == 'error'`` with the partial text, so nothing already shown
+        is lost. ``on_start`` receives a :class:`~.generation.TurnInfo` once this caller
+        has the model (another conversation may have been generating) and the prompt is
+        built, before the first token: it says how many of the oldest messages were left
+        out to fit the context (see :meth:`prepare_turn`). ``continue_final`` continues
+        the last (assistant) message instead of answering.
         """
         event = stop_event or threading.Event()
         while not self._generate_lock.acquire(timeout=0.05):
@@ -106,12 +151,16 @@ class Engine:
                 stats = generation.GenerationStats(stop_reason=generation.STOP_STOPPED)
                 return generation.GenerationResult("", stats)
         try:
-            if on_start is not None:
-                on_start()
             loaded = self.require_model()
-            prompt = self.build_prompt(messages, system_prompt, continue_final)
             active = settings or self.settings
-            kwargs = active.generation_kwargs()
+            prompt, info = self.prepare_turn(messages, system_prompt, active, continue_final)
+            if on_start is not None:
+                on_start(info)
+            kwargs = dict(info.settings.kwargs) if info.settings else active.generation_kwargs()
+            if info.max_new_tokens is not None:
+                kwargs["max_new_tokens"] = info.max_new_tokens
+                if kwargs.get("min_new_tokens", 0) > info.max_new_tokens:
+                    kwargs["min_new_tokens"] = info.max_new_tokens
             if self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:
                 kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup
             result = generation.generate(
@@ -126,7 +175,8 @@ class Engine:
                 seed=active.values.get("seed"),
                 assistant_model=self.assistant.model if self.assistant else None,
             )
-            result.notices.extend(prompt.notices)
+            result.stats.dropped_messages = info.dropped_messages
+            result.notices.extend(info.notices)
             return result
         finally:
             self._generate_lock.release()
@@ -142,8 +192,7 @@ class Engine:
 def _free_memory() -> None:
     gc.collect()
     try:
-        import torch
-
+        torch = libs.torch()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     except Exception:
