@@ -14,6 +14,7 @@ def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
     code = (
         "import json, sys\n"
         "import tui.engine, tui.engine.engine, tui.engine.loader, tui.engine.generation\n"
+        "import tui.engine.libs, tui.engine.devices, tui.engine.settings\n"
         "import tui.cli, tui.store, tui.store.store, tui.store.export, tui.store.codec\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
     )
