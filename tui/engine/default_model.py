@@ -44,8 +44,8 @@ override them as they would any model's.
 * ``repetition_penalty=1.1``: the card's settings alone still loop (a 300-token story
   repeats an 8-word sequence 7 to 19 times over 5 seeds; see ``bench/repetition.py``).
   1.1 is the repeat penalty the SmolLM2 authors' own local-inference example uses by
-  default (huggingface/smollm, ``local_inference/candle_smollm``), and with it no
-  8-word sequence repeats more than 3 times in those stories.
+  default (huggingface/smollm, ``local_inference/candle_smollm``); with it no 8-word
+  sequence repeats at all in those five stories (greedy: one repeats 10 times).
 """
 
 Progress = Callable[[float, str], None]
