@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Callable, Sequence
 
-from . import chat_format, generation, libs, loader
+from . import chat_format, generation, loader, memory
 from .errors import EngineError
 from .settings import EffectiveSettings, GenerationSettings
 from .spec import ModelSpec
@@ -44,15 +43,17 @@ class Engine:
                 self.kv_cache.clear()
             if old is not None:
                 old.unload()
-                _free_memory()
+                del old
+            memory.release()
             return new
 
     def load_assistant(self, spec: ModelSpec | None, progress: Progress | None = None) -> None:
         """Speculative decoding: a small draft model sharing the main model's tokenizer."""
         if spec is None:
             self.assistant = None
-            return
-        self.assistant = loader.load(spec, progress)
+        else:
+            self.assistant = loader.load(spec, progress)
+        memory.release()
 
     @property
     def is_loaded(self) -> bool:
@@ -187,13 +188,3 @@ class Engine:
 
     def cache_bytes(self, conversation_id: str | None = None) -> int:
         return self.kv_cache.bytes(conversation_id)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        torch = libs.torch()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
