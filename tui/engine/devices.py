@@ -7,12 +7,16 @@ the first call imports torch (through :mod:`.libs`) and, for the CPU, times a ti
 matrix product, so call them off the UI thread. :func:`peek` answers from the cache
 without probing (``None`` until a probe has run), for the UI thread.
 
-Why bf16 is slow on many CPUs: a CPU without bf16 arithmetic (x86 without
-``avx512_bf16``/``amx_bf16``, such as AVX2-only chips) has no fast kernel for the
-matrix-vector products that generate each token, so torch converts the numbers on every
-call. The CPU probe times the two products generation uses (a block of prompt tokens,
-and one token, through a linear layer) in each precision against fp32, so a CPU that
-does have fast bf16 or fp16 kernels is not marked.
+Why bf16 can be slow on a CPU: generation does two kinds of work. Reading the prompt
+multiplies a block of tokens by every weight matrix (a matrix product, bound by
+arithmetic); writing the reply pushes one token at a time through them (a
+matrix-vector product, bound by memory). A CPU without bf16/fp16 arithmetic (x86
+without ``avx512_bf16``/``amx_bf16`` or ``avx512_fp16``/``amx_fp16``, such as AVX2-only
+chips) has no fast matrix-product kernel for them, so reading a prompt is several times
+slower than in fp32, while writing tokens may even be faster (half the bytes to read).
+The CPU probe times both products (a 128-token block through a 512-wide linear layer,
+one token through a 2048-wide one) in each precision against fp32, so a CPU that does
+have fast kernels is not marked, and the label says which part is slow.
 """
 
 from __future__ import annotations
@@ -56,15 +60,30 @@ class Precision:
     available: bool = True
     reason: str = ""
     """Why it is slow or unavailable, one sentence; empty when it is neither."""
-    ratio: float | None = None
-    """The worse of the probes' times against fp32 (CPU floats only)."""
+    prompt_ratio: float | None = None
+    """Probe time reading a prompt, against fp32 (CPU floats only)."""
+    decode_ratio: float | None = None
+    """Probe time writing one token, against fp32 (CPU floats only)."""
+
+    @property
+    def slow_prompts_only(self) -> bool:
+        """Slow to read prompts but not to write tokens (bf16 on an AVX2 CPU)."""
+        return (
+            self.slow
+            and self.decode_ratio is not None
+            and self.decode_ratio < SLOW_RATIO
+            and (self.prompt_ratio or 0) >= SLOW_RATIO
+        )
 
     @property
     def label(self) -> str:
-        """``bf16 — slow on this CPU``, ``bf16 — not available on mps``, or the name."""
+        """``bf16 — slow on this CPU``, ``bf16 — slow on long prompts on this CPU``,
+        ``bf16 — not available on mps``, or just the name."""
         where = "this CPU" if self.device == "cpu" else self.device
         if not self.available:
             return f"{self.name} — not available on {where}"
+        if self.slow_prompts_only:
+            return f"{self.name} — slow on long prompts on {where}"
         if self.slow:
             return f"{self.name} — slow on {where}"
         return self.name
@@ -174,7 +193,7 @@ _NATIVE = {
 # by each weight matrix (a matrix product), writing the reply one token at a time (a
 # matrix-vector product). CPU kernels for the two differ: on an AVX2-only CPU torch's bf16
 # matrix-vector product keeps up with fp32 while its matrix product is ~4.5x slower.
-PROBES = {"prompt": (128, 512), "decode": (1, 1024)}
+PROBES = {"prompt": (128, 512), "decode": (1, 2048)}
 
 
 def _probe_seconds(torch: Any, dtype: Any, rows: int, size: int, repeats: int = 2) -> float:
@@ -213,26 +232,45 @@ def _cpu_precisions() -> tuple[Precision, ...]:
         timings = {}
     result = [Precision("fp32", "cpu")]
     for name in ("bf16", "fp16"):
-        native = sorted(set(_NATIVE[name]) & flags)
-        ratios = {
-            probe: times[name] / times["fp32"] for probe, times in timings.items() if times["fp32"]
-        }
-        worst = max(ratios, key=ratios.__getitem__) if ratios else None
-        ratio = ratios[worst] if worst else None
-        slow = ratio >= SLOW_RATIO if ratio is not None else bool(flags) and not native
-        reason = ""
-        if slow:
-            if ratio is not None:
-                what = "reading a prompt" if worst == "prompt" else "writing each token"
-                measured = f"{what} takes about {ratio:.0f}x as long as in fp32"
+        lacks = "/".join(_NATIVE[name][:2])
+        if timings:
+            prompt = timings["prompt"][name] / timings["prompt"]["fp32"]
+            decode = timings["decode"][name] / timings["decode"]["fp32"]
+            slow = max(prompt, decode) >= SLOW_RATIO
+            if not slow:
+                reason = ""
+            elif decode < SLOW_RATIO:
+                reason = (
+                    f"{name} reads prompts about {prompt:.0f}x slower than fp32 on this CPU "
+                    f"(no {lacks}), though it writes tokens {_speed(decode)}: fine for short "
+                    "turns, slow on long pasted text or a reopened long conversation."
+                )
             else:
-                measured = "no native support"
-            lacks = "/".join(_NATIVE[name][:2])
-            reason = f"{name} is slow on this CPU: {measured} (the CPU lacks {lacks})."
-        result.append(Precision(name, "cpu", slow=slow, reason=reason, ratio=ratio))
+                reason = (
+                    f"{name} is slow on this CPU (no {lacks}): it writes tokens about "
+                    f"{decode:.0f}x slower than fp32 and reads prompts {_speed(prompt)}."
+                )
+            result.append(
+                Precision(
+                    name, "cpu", slow=slow, reason=reason, prompt_ratio=prompt, decode_ratio=decode
+                )
+            )
+        else:
+            slow = bool(flags) and not set(_NATIVE[name]) & flags
+            reason = f"{name} is slow on this CPU (no {lacks})." if slow else ""
+            result.append(Precision(name, "cpu", slow=slow, reason=reason))
     for name in QUANTIZED:
         result.append(Precision(name, "cpu"))
     return tuple(result)
+
+
+def _speed(ratio: float) -> str:
+    """A time ratio against fp32, as words."""
+    if ratio >= 1.5:
+        return f"about {ratio:.0f}x slower"
+    if ratio <= 1 / 1.2:
+        return f"about {1 / ratio:.1f}x as fast"
+    return "at about the same speed"
 
 
 # -- accelerators --------------------------------------------------------------------
