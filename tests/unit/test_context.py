@@ -22,7 +22,7 @@ FILLER = (
 
 
 @pytest.fixture(scope="module")
-def short_context_engine(tmp_path_factory, tiny_llama_dir: Path) -> Engine:
+def short_context_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
     """The tiny llama (RoPE: no position weights) with a 512-token context."""
     folder = tmp_path_factory.mktemp("ctx512")
     for path in tiny_llama_dir.iterdir():
@@ -30,8 +30,13 @@ def short_context_engine(tmp_path_factory, tiny_llama_dir: Path) -> Engine:
     config = json.loads((folder / "config.json").read_text())
     config["max_position_embeddings"] = 512
     (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def short_context_engine(short_context_dir: Path) -> Engine:
     engine = Engine()
-    engine.load(ModelSpec(source=str(folder), dtype="fp32"))
+    engine.load(ModelSpec(source=str(short_context_dir), dtype="fp32"))
     assert engine.loaded.context_limit == 512
     return engine
 
@@ -158,3 +163,37 @@ def test_continuing_a_reply_keeps_it_and_its_question(short_context_engine, gree
     assert info.dropped_messages > 0
     assert messages[info.dropped_messages]["role"] == "user"
     assert prompt.text.rstrip().endswith(messages[-1]["content"].rstrip())
+
+
+def test_one_shot_shares_the_rule(short_context_dir, test_env, tmp_path) -> None:
+    """``--session`` one-shot runs: once the conversation outgrows the 512-token context
+    the reply still comes, with the notice on stderr; a prompt longer than the context
+    is one sentence and exit status 1."""
+    import subprocess
+    import sys
+
+    env = dict(test_env, CHAT_TUI_DATA_DIR=str(tmp_path))
+
+    def run(prompt: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tui.cli", "-m", str(short_context_dir), "--session", "long"]
+            + ["--prompt", prompt, "do_sample=false", "max_new_tokens=4", "min_new_tokens=4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    notices = []
+    for turn in range(3):  # about 190 tokens a turn: the third does not fit
+        done = run(f"Part {turn}. " + FILLER * 6)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()
+        notices.append("earlier messages are outside the model's context" in done.stderr)
+    assert notices == [False, False, True]
+
+    done = run(FILLER * 20)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("chat-tui: ")
+    assert "512" in lines[0] and "Traceback" not in done.stderr
