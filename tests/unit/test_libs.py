@@ -185,3 +185,24 @@ def test_estimate_for_waits_for_a_load(tiny_llama_dir) -> None:
         assert thread.is_alive() and not results  # waiting for the lock
     thread.join(timeout=60)
     assert len(results) == 1
+
+
+def test_settings_validation_does_not_wait_for_a_load() -> None:
+    """Validation runs on the UI thread: once transformers is in, it takes no lock, so a
+    model load holding the lock (a swap in progress) does not freeze it."""
+    import threading
+
+    from tui.engine import GenerationSettings, libs
+
+    libs.transformers()
+    done = threading.Event()
+
+    def validate() -> None:
+        GenerationSettings().update(["temperature=0.7", "length_penalty=1.1"])
+        done.set()
+
+    with libs.lock:  # as a load does for its whole from_pretrained
+        thread = threading.Thread(target=validate)
+        thread.start()
+        assert done.wait(timeout=60)
+    thread.join()

@@ -116,6 +116,17 @@ def transformers() -> ModuleType:
     return _load("transformers", _TRANSFORMERS, _TRANSFORMERS_NAMES)
 
 
+def generation_config_class() -> type:
+    """transformers' ``GenerationConfig``, for validating settings: without torch and
+    the rest of transformers (1 s instead of 5 on a first call), and without the lock
+    once either this or :func:`transformers` has run, so a UI-thread caller never waits
+    for a model load in progress."""
+    module = _groups.get("transformers") or _groups.get("generation_config")
+    if module is None:
+        module = _load("generation_config", ("transformers",), ("GenerationConfig",))
+    return module.GenerationConfig
+
+
 def bitsandbytes() -> ModuleType:
     """``bitsandbytes`` and transformers' bitsandbytes quantizers. Raises what the import
     raised (ImportError, or whatever a broken native library raises)."""

@@ -304,7 +304,7 @@ def parse_value(name: str, raw: str) -> Any:
             raise SettingsError(f"Invalid value {raw!r} for {name}: {exc}.") from None
     from . import libs
 
-    if not hasattr(libs.transformers().GenerationConfig(), name) or name.startswith("_"):
+    if not hasattr(libs.generation_config_class()(), name) or name.startswith("_"):
         raise SettingsError(
             f"Unknown setting {name!r}; known ones include " + ", ".join(sorted(KNOWN)) + "."
         )
@@ -321,7 +321,7 @@ def validate(values: dict[str, Any]) -> None:
 
     from . import libs
 
-    generation_config = libs.transformers().GenerationConfig
+    generation_config = libs.generation_config_class()
     kwargs = GenerationSettings(values).generation_kwargs()
     try:
         with warnings.catch_warnings():
