@@ -32,3 +32,59 @@ def test_conversion_happens_once(default_model_dir) -> None:
     assert default_model.ensure_converted() == default_model_dir
     assert (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
     assert default_model.bundled_gguf().name == default_model.GGUF_NAME
+
+
+def test_the_bundled_model_ships_its_model_card_sampling_settings(default_model_dir) -> None:
+    """The GGUF has no generation config; the converted folder gets the card's sampling
+    settings (plus the authors' repeat penalty), as the model's own defaults."""
+    import json
+
+    saved = json.loads((default_model_dir / "generation_config.json").read_text())
+    for name, value in default_model.GENERATION_DEFAULTS.items():
+        assert saved[name] == value
+    assert saved["eos_token_id"] == 2  # the token ids the conversion wrote are kept
+    assert "_from_model_config" not in saved
+
+    engine = Engine()
+    engine.load(ModelSpec())
+    effective = engine.effective_settings(GenerationSettings())
+    assert effective.values["do_sample"] is True
+    assert effective.values["temperature"] == 0.2
+    assert effective.values["top_p"] == 0.9
+    assert effective.values["repetition_penalty"] == 1.1
+    assert {effective.sources[k] for k in ("temperature", "top_p", "do_sample")} == {"model"}
+    assert effective.describe().startswith(
+        "sampling: temperature=0.2 top_p=0.9 repetition_penalty=1.1 (model)"
+    )
+    user = GenerationSettings()
+    user.set("temperature=0")
+    assert engine.effective_settings(user).values["do_sample"] is False
+
+
+def test_an_older_conversion_gets_the_settings_without_converting_again(
+    default_model_dir,
+) -> None:
+    import json
+
+    config = default_model_dir / "generation_config.json"
+    marker = default_model_dir / "chat-tui-source.json"
+    weights = default_model_dir / "model.safetensors"
+    before = (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns)
+    old = {"_from_model_config": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
+    try:
+        config.write_text(json.dumps(old))
+        assert default_model.ensure_converted() == default_model_dir
+        saved = json.loads(config.read_text())
+        assert saved == {k: v for k, v in old.items() if k != "_from_model_config"} | dict(
+            default_model.GENERATION_DEFAULTS
+        )
+        config.unlink()  # a folder with no generation_config.json at all
+        default_model.ensure_converted()
+        assert json.loads(config.read_text()) == dict(default_model.GENERATION_DEFAULTS)
+        # up to date: left alone
+        assert default_model.ensure_generation_defaults(default_model_dir) is False
+    finally:
+        config.write_text(json.dumps(old))
+        default_model.ensure_converted()
+    assert (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
+    assert not list(default_model_dir.glob(".generation_config-*"))

@@ -349,3 +349,35 @@ def test_a_waiting_caller_can_be_stopped(llama_engine, greedy) -> None:
         release.set()
         holder.join(timeout=120)
     assert results["a"].stats.new_tokens == 4
+
+
+@pytest.fixture(scope="module")
+def own_config_dir(tmp_path_factory, tiny_llama_dir):
+    """The tiny llama with a generation_config.json of its own (5 tokens, greedy)."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("ownconfig")
+    for path in tiny_llama_dir.iterdir():
+        shutil.copy(path, folder / path.name)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_the_model_generation_config_is_the_default(own_config_dir) -> None:
+    from tui.engine import GenerationSettings
+
+    engine = Engine()
+    engine.load(ModelSpec(source=str(own_config_dir)))
+    result = engine.chat(HELLO, settings=GenerationSettings())
+    assert result.stats.new_tokens == 5  # the model's own max_new_tokens, not chat-tui's
+    assert result.stats.stop_reason == "length"
+    effective = engine.effective_settings(GenerationSettings())
+    assert effective.values["max_new_tokens"] == 5
+    assert effective.sources["max_new_tokens"] == "model"
+
+    user = GenerationSettings()
+    user.update(["max_new_tokens=7", "min_new_tokens=7"])
+    assert engine.chat(HELLO, settings=user).stats.new_tokens == 7  # the user's wins

@@ -82,3 +82,50 @@ def test_kv_estimate_of_a_quantized_model_matches_its_cache(
     engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
     per_token = engine.cache_bytes("c") // engine.kv_cache.tokens("c")
     assert loaded.estimate.kv_bytes_per_token == per_token
+
+
+def _file_mappings(path) -> list[tuple[int, int]]:
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith(str(path)):
+                start, end = line.split()[0].split("-")
+                ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
+@pytest.mark.parametrize("quantization", ["8bit", "4bit"])
+def test_a_quantized_model_does_not_keep_its_checkpoint_mapped(
+    tiny_llama_dir, greedy, quantization
+) -> None:
+    """Unquantized weights (embeddings, norms) are copied out of the safetensors memory
+    map, which would otherwise stay resident in full (bench/swaps.py)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/maps")
+    engine = Engine()
+    loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
+    model = loaded.model
+    checkpoint = (tiny_llama_dir / "model.safetensors").resolve()
+    ranges = _file_mappings(checkpoint)
+    tensors = list(model.parameters()) + list(model.buffers())
+    pointers = [t.untyped_storage().data_ptr() for t in tensors]
+    assert not [p for p in pointers if any(a <= p < b for a, b in ranges)]
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
+    result = engine.chat(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    assert result.stats.new_tokens == 3
+
+
+def test_a_swap_lets_the_old_model_go(tiny_llama_dir, tiny_qwen_dir, greedy) -> None:
+    import gc
+    import weakref
+
+    engine = Engine()
+    engine.load(ModelSpec(source=str(tiny_llama_dir), quantization="4bit"))
+    engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
+    old = weakref.ref(engine.loaded.model)
+    engine.load(ModelSpec(source=str(tiny_qwen_dir)))
+    gc.collect()
+    assert old() is None  # nothing (cache, engine, quantizer) holds the old model
+    assert engine.cache_bytes() == 0

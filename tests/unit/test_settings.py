@@ -138,14 +138,13 @@ def test_sampling_setting_alone_turns_sampling_on() -> None:
     assert settings.generation_kwargs()["do_sample"] is True
 
 
-def test_explicit_do_sample_wins_and_defaults_are_filled() -> None:
+def test_the_overlay_holds_only_what_the_user_set() -> None:
+    """Nothing the user did not ask for: the model's own generation_config fills the rest
+    (no max_new_tokens here to override a model that sets its own)."""
     settings = GenerationSettings()
-    assert settings.generation_kwargs() == {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
+    assert settings.generation_kwargs() == {}
     settings.set("do_sample=false")
-    assert settings.generation_kwargs() == {
-        "do_sample": False,
-        "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,
-    }
+    assert settings.generation_kwargs() == {"do_sample": False}
 
 
 def test_seed_is_ours_and_not_passed_to_generate() -> None:
@@ -219,3 +218,67 @@ def test_unset_reset_and_describe() -> None:
     assert settings.values == {"max_new_tokens": 3}
     settings.reset()
     assert settings.values == {}
+
+
+CARD = {"do_sample": True, "temperature": 0.2, "top_p": 0.9, "bos_token_id": 1}
+
+
+def test_effective_settings_are_the_model_defaults_when_the_user_sets_nothing() -> None:
+    effective = GenerationSettings().effective(CARD)
+    assert effective.values["do_sample"] is True
+    assert effective.values["temperature"] == 0.2
+    assert effective.values["top_p"] == 0.9
+    assert effective.sources["temperature"] == "model"
+    assert effective.values["top_k"] == 50  # transformers' own default
+    assert effective.sources["top_k"] == "transformers"
+    assert effective.values["max_new_tokens"] == DEFAULT_MAX_NEW_TOKENS
+    assert effective.sources["max_new_tokens"] == "chat-tui"
+    assert "bos_token_id" not in effective.values
+    # only our fallback goes to generate on top of the model's config
+    assert effective.kwargs == {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
+    assert effective.describe() == (
+        "sampling: temperature=0.2 top_p=0.9 (model) max_new_tokens=1024 (chat-tui) "
+        "top_k=50 (transformers)"
+    )
+
+
+def test_user_settings_override_the_model_defaults() -> None:
+    settings = GenerationSettings()
+    settings.update(["temperature=0.7", "max_new_tokens=64", "seed=3"])
+    effective = settings.effective(CARD)
+    assert effective.values["temperature"] == 0.7
+    assert effective.sources["temperature"] == "user"
+    assert effective.values["top_p"] == 0.9
+    assert effective.sources["top_p"] == "model"
+    assert effective.values["max_new_tokens"] == 64
+    assert effective.seed == 3
+    assert effective.kwargs == {"temperature": 0.7, "do_sample": True, "max_new_tokens": 64}
+    assert effective.describe() == (
+        "sampling: temperature=0.7 max_new_tokens=64 seed=3 (user) top_p=0.9 (model) "
+        "top_k=50 (transformers)"
+    )
+
+
+def test_greedy_by_the_user_wins_over_a_sampling_model() -> None:
+    settings = GenerationSettings()
+    settings.set("temperature=0")
+    effective = settings.effective(CARD)
+    assert effective.values["do_sample"] is False
+    assert effective.sources["do_sample"] == "user"
+    assert not effective.sampling
+    # temperature and top_p are unused when greedy: not shown
+    assert effective.describe() == "greedy: max_new_tokens=1024 (chat-tui)"
+
+
+def test_a_model_that_sets_max_new_tokens_keeps_it() -> None:
+    effective = GenerationSettings().effective({"max_new_tokens": 77})
+    assert effective.values["max_new_tokens"] == 77
+    assert effective.sources["max_new_tokens"] == "model"
+    assert "max_new_tokens" not in effective.kwargs
+
+
+def test_no_model_config_means_the_library_defaults() -> None:
+    effective = GenerationSettings().effective(None)
+    assert effective.values["do_sample"] is False
+    assert effective.sources["do_sample"] == "transformers"
+    assert effective.describe() == "greedy: max_new_tokens=1024 (chat-tui)"

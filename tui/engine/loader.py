@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import memory
+from . import libs, memory
 from .errors import (
     DeviceUnavailableError,
     EngineError,
@@ -22,9 +20,8 @@ from .errors import (
     QuantizationError,
     TemplateError,
 )
+from .progress import Progress
 from .spec import ModelSpec
-
-Progress = Callable[[float, str], None]
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 _HUB_PATTERNS = [
@@ -36,14 +33,6 @@ _HUB_PATTERNS = [
     "*.tiktoken",
     "tokenizer*",
 ]
-
-
-def _quiet_bitsandbytes() -> None:
-    """bitsandbytes logs a line on every 8-bit matmul on CPU (and a kernel notice on
-    import); on a terminal UI that is a flood over the screen."""
-    for name in ("bitsandbytes", "bitsandbytes.autograd._functions", "bitsandbytes.backends"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
 
 
 @dataclass
@@ -197,7 +186,7 @@ def _resolve_hub(spec: ModelSpec, report: Progress) -> ResolvedSource:
 
 
 def resolve_device(requested: str) -> str:
-    import torch
+    torch = libs.torch()
 
     if requested == "auto":
         if torch.cuda.is_available():
@@ -230,7 +219,7 @@ def resolve_device(requested: str) -> str:
 
 
 def _config_dtype(config: Any) -> str:
-    import torch
+    torch = libs.torch()
 
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
@@ -250,7 +239,7 @@ def resolve_dtype(spec: ModelSpec, config: Any, device: str) -> str:
 
 
 def _torch_dtype(name: str) -> Any:
-    import torch
+    torch = libs.torch()
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
@@ -264,10 +253,9 @@ def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
             f"bitsandbytes {label} quantization does not run on mps; use --device cpu or "
             "drop the quantization."
         )
-    _quiet_bitsandbytes()
     try:
-        import bitsandbytes  # noqa: F401
-        from transformers import BitsAndBytesConfig
+        libs.bitsandbytes()
+        BitsAndBytesConfig = libs.transformers().BitsAndBytesConfig
     except Exception as exc:
         raise QuantizationError(
             f"{label} quantization needs a working bitsandbytes ({exc.__class__.__name__}); "
@@ -288,8 +276,7 @@ def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
 
 def _available_bytes(device: str) -> int:
     if device.startswith("cuda"):
-        import torch
-
+        torch = libs.torch()
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
     return memory.system_available()
@@ -307,7 +294,7 @@ def read_chat_template(path: str | None) -> str | None:
 def quiet_libraries() -> None:
     """transformers' own bars and warnings would scribble over a terminal UI; chat-tui
     reports progress through callbacks and errors as sentences instead."""
-    from transformers.utils import logging as hf_logging
+    hf_logging = libs.transformers().utils.logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -316,22 +303,31 @@ def quiet_libraries() -> None:
 def load(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
     """Load ``spec``. Raises :class:`EngineError` with one clear sentence on failure."""
     report = progress or (lambda f, s: None)
-    quiet_libraries()
     started = time.perf_counter()
     template = read_chat_template(spec.chat_template_file)
     try:
+        quiet_libraries()
         return _load(spec, report, started, template)
     except EngineError:
+        _after_failure()
         raise
     except Exception as exc:  # map the library's many failure modes to one sentence
+        _after_failure()
         raise _explain(spec, exc) from exc
 
 
+def _after_failure() -> None:
+    """Whatever a failed load built (half-loaded weights, a quantizer's buffers) is
+    garbage now; free it so the next load has the memory."""
+    memory.release()
+
+
 def _explain(spec: ModelSpec, exc: BaseException) -> EngineError:
-    import torch
+    torch = sys.modules.get("torch")  # the failure may be torch's own import
+    oom = (MemoryError,) + ((torch.OutOfMemoryError,) if torch is not None else ())
 
     name = spec.display_name
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    if isinstance(exc, oom):
         return OutOfMemoryError(f"Ran out of memory while loading {name}; try a smaller precision.")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     if "trust_remote_code" in str(exc):
@@ -347,17 +343,18 @@ def _explain(spec: ModelSpec, exc: BaseException) -> EngineError:
 
 def _load(spec: ModelSpec, report: Progress, started: float, template: str | None) -> LoadedModel:
     report(0.0, f"resolving {spec.display_name}")
-    import torch  # noqa: F401  (imported here, off the UI path)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    transformers = libs.transformers()  # imported here, off the UI path
+    auto_config, auto_model = transformers.AutoConfig, transformers.AutoModelForCausalLM
 
     from .progress import transformers_bars
 
     device = resolve_device(spec.device)
     source = resolve_source(spec, report)
     report(0.1, "reading config")
-    config = AutoConfig.from_pretrained(
-        source.folder, revision=None, trust_remote_code=spec.trust_remote_code
-    )
+    with libs.lock:
+        config = auto_config.from_pretrained(
+            source.folder, revision=None, trust_remote_code=spec.trust_remote_code
+        )
     dtype = resolve_dtype(spec, config, device)
     quant = _quantization_config(spec, device, dtype)
 
@@ -372,9 +369,10 @@ def _load(spec: ModelSpec, report: Progress, started: float, template: str | Non
         )
 
     report(0.15, "loading tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(
-        source.folder, trust_remote_code=spec.trust_remote_code
-    )
+    with libs.lock:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            source.folder, trust_remote_code=spec.trust_remote_code
+        )
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(dtype),
         "trust_remote_code": spec.trust_remote_code,
@@ -387,9 +385,13 @@ def _load(spec: ModelSpec, report: Progress, started: float, template: str | Non
     elif device != "cpu":
         kwargs["device_map"] = {"": device}
     report(0.2, "loading weights")
-    with transformers_bars(report, (0.2, 0.95)):
-        model = AutoModelForCausalLM.from_pretrained(source.folder, **kwargs)
+    # The whole load holds the lock: the model's class is resolved (its module imported)
+    # inside from_pretrained, as are the quantizer's pieces.
+    with libs.lock, transformers_bars(report, (0.2, 0.95)):
+        model = auto_model.from_pretrained(source.folder, **kwargs)
     model.eval()
+    if quant is not None and device == "cpu":
+        _own_weights(model)
     report(0.97, "ready")
     loaded = LoadedModel(
         spec=spec,
@@ -405,6 +407,37 @@ def _load(spec: ModelSpec, report: Progress, started: float, template: str | Non
     )
     report(1.0, f"loaded {spec.display_name} in {loaded.load_seconds:.1f} s")
     return loaded
+
+
+def _own_weights(model: Any) -> None:
+    """Copy a CPU-quantized model's unquantized weights (embeddings, norms, an untied
+    LM head) out of the checkpoint's memory map.
+
+    transformers loads safetensors through one memory map per file, and the weights it
+    does not quantize stay views of it. Quantizing reads every page of the file, and
+    those views then keep the whole mapping resident: a 4-bit SmolLM2 (159 MiB of
+    weights) kept its 513 MiB fp32 file in RSS. Copies free the mapping; weights shared
+    between modules (tied embeddings) stay shared."""
+    torch = libs.torch()
+    copies: dict[int, Any] = {}
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in list(module._parameters.items()):
+                # bitsandbytes' Params4bit/Int8Params are subclasses: their own memory
+                if param is None or type(param) is not torch.nn.Parameter:
+                    continue
+                if param.device.type != "cpu":
+                    continue
+                if id(param) not in copies:
+                    copies[id(param)] = torch.nn.Parameter(
+                        param.detach().clone(), requires_grad=param.requires_grad
+                    )
+                module._parameters[name] = copies[id(param)]
+            for name, buffer in list(module._buffers.items()):
+                if buffer is not None and buffer.device.type == "cpu":
+                    if id(buffer) not in copies:
+                        copies[id(buffer)] = buffer.clone()
+                    module._buffers[name] = copies[id(buffer)]
 
 
 @dataclass
@@ -424,9 +457,9 @@ class EstimateReport:
 
 def estimate_for(spec: ModelSpec) -> EstimateReport:
     """The memory ``spec`` would need, from a config already on this machine (nothing is
-    downloaded or converted). Raises :class:`EngineError` if no config is at hand."""
-    from transformers import AutoConfig
+    downloaded or converted). Raises :class:`EngineError` if no config is at hand.
 
+    May wait for a model load in another thread (see :mod:`.libs`)."""
     from . import default_model
 
     if spec.is_default:
@@ -455,7 +488,9 @@ def estimate_for(spec: ModelSpec) -> EstimateReport:
         raise MissingFilesError(
             f"No config for {spec.display_name} yet (it is converted on first load)."
         )
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    auto_config = libs.transformers().AutoConfig
+    with libs.lock:
+        config = auto_config.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec, config, device)
     estimate = memory.estimate(config, dtype, spec.quantization, spec.trust_remote_code)

@@ -83,7 +83,9 @@ def make_bar_class(report: Progress, span: tuple[float, float]) -> type:
 @contextlib.contextmanager
 def transformers_bars(report: Progress, span: tuple[float, float]) -> Iterator[None]:
     """Capture the bars transformers draws while loading weights (5.x ``set_tqdm_hook``)."""
-    from transformers.utils import logging as hf_logging
+    from . import libs
+
+    hf_logging = libs.transformers().utils.logging
 
     set_hook = getattr(hf_logging, "set_tqdm_hook", None)
     if set_hook is None:
@@ -100,8 +102,11 @@ def transformers_bars(report: Progress, span: tuple[float, float]) -> Iterator[N
 @contextlib.contextmanager
 def gguf_bars(report: Progress, span: tuple[float, float]) -> Iterator[None]:
     """Capture the de-quantization bar of transformers' GGUF reader (a plain tqdm)."""
+    from . import libs
+
     try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        with libs.lock:
+            from transformers import modeling_gguf_pytorch_utils as gguf_utils
     except ImportError:
         yield
         return

@@ -140,16 +140,159 @@ class GenerationSettings:
         return " ".join(f"{k}={v}" for k, v in sorted(self.values.items())) or "(model defaults)"
 
     def generation_kwargs(self) -> dict[str, Any]:
-        """The overlay as GenerationConfig fields, with chat-tui's own settings removed and
-        the convenience rule that a temperature above 0 turns sampling on."""
+        """The overlay as GenerationConfig fields: only what the user set, with chat-tui's
+        own settings removed and two convenience rules (a sampling setting such as
+        ``top_p`` turns sampling on; ``temperature=0`` means greedy). Everything else
+        comes from the model's own generation_config; see :func:`effective`."""
         kwargs = {k: v for k, v in self.values.items() if k not in OURS}
         if "do_sample" not in kwargs and any(k in kwargs for k in SAMPLING):
             kwargs["do_sample"] = kwargs.get("temperature", 1.0) > 0
         if kwargs.get("temperature") == 0:
             kwargs.pop("temperature")
             kwargs["do_sample"] = False
-        kwargs.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         return kwargs
+
+    def effective(self, model_config: Any = None) -> EffectiveSettings:
+        """What a turn will use: the model's defaults overlaid with these settings."""
+        return effective(model_config, self)
+
+
+# What transformers uses when neither the model nor the user sets a field (its
+# ``GenerationConfig._get_default_generation_params``), for the fields shown to users.
+LIBRARY_DEFAULTS: dict[str, Any] = {
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 50,
+    "min_p": None,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "num_beams": 1,
+}
+# Values that switch a setting off: not worth showing.
+OFF: dict[str, Any] = {
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "num_beams": 1,
+}
+SHOWN = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "num_beams",
+    "max_new_tokens",
+)
+SOURCE_USER = "user"
+SOURCE_MODEL = "model"
+SOURCE_CHAT_TUI = "chat-tui"
+SOURCE_LIBRARY = "transformers"
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """The settings a turn uses, and where each came from.
+
+    ``values`` holds every field in :data:`SHOWN` plus anything else the model or the
+    user set; ``sources`` names the origin of each: ``"user"`` (the overlay),
+    ``"model"`` (its generation_config.json), ``"chat-tui"`` (our fallback for
+    ``max_new_tokens``, since transformers' own default of ``max_length=20`` is no
+    length for a chat reply) or ``"transformers"`` (the library's default).
+    ``kwargs`` is what to hand to ``generate`` on top of the model's own config.
+    """
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    kwargs: dict[str, Any]
+    seed: int | None = None
+
+    @property
+    def sampling(self) -> bool:
+        return bool(self.values.get("do_sample")) and (self.values.get("num_beams") or 1) == 1
+
+    def describe(self) -> str:
+        """One line, e.g. ``sampling: temperature=0.2 top_p=0.9 (model)
+        max_new_tokens=1024 (chat-tui) top_k=50 (transformers)``. Settings that do not
+        apply (temperature when greedy) and ones that are off (``repetition_penalty=1``)
+        are left out."""
+        skip = {"do_sample"} | (set() if self.values.get("do_sample") else set(SAMPLING))
+        groups: dict[str, list[str]] = {}
+        for name, value in self.values.items():
+            if name in skip or value is None or OFF.get(name, object()) == value:
+                continue
+            groups.setdefault(self.sources.get(name, SOURCE_LIBRARY), []).append(
+                f"{name}={_show(value)}"
+            )
+        if self.seed is not None:
+            groups.setdefault(SOURCE_USER, []).append(f"seed={self.seed}")
+        mode = "sampling" if self.values.get("do_sample") else "greedy"
+        if (self.values.get("num_beams") or 1) > 1:
+            mode = "beam search"
+        parts = [mode + ":"]
+        for source in (SOURCE_USER, SOURCE_MODEL, SOURCE_CHAT_TUI, SOURCE_LIBRARY):
+            if groups.get(source):
+                parts.append(" ".join(groups[source]) + f" ({source})")
+        return " ".join(parts)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), ensure_ascii=False)
+    return str(value)
+
+
+def _model_values(model_config: Any) -> dict[str, Any]:
+    if model_config is None:
+        return {}
+    if isinstance(model_config, dict):
+        raw = model_config
+    elif hasattr(model_config, "to_diff_dict"):
+        raw = model_config.to_diff_dict()
+    else:
+        raw = model_config.to_dict()
+    skip = {"transformers_version", "bos_token_id", "eos_token_id", "pad_token_id"}
+    return {
+        k: v for k, v in raw.items() if v is not None and not k.startswith("_") and k not in skip
+    }
+
+
+def effective(model_config: Any, settings: GenerationSettings | None = None) -> EffectiveSettings:
+    """The settings a turn uses: transformers' defaults, overlaid with the model's own
+    ``generation_config`` (a ``GenerationConfig`` or dict; ``None`` for none), overlaid
+    with the user's ``settings``, as ``transformers chat`` and ``generate`` layer them.
+
+    The one value chat-tui adds itself is ``max_new_tokens`` (:data:`DEFAULT_MAX_NEW_TOKENS`)
+    when neither the model nor the user gives one."""
+    user = settings.generation_kwargs() if settings is not None else {}
+    model = _model_values(model_config)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in SHOWN:
+        if name in LIBRARY_DEFAULTS:
+            values[name], sources[name] = LIBRARY_DEFAULTS[name], SOURCE_LIBRARY
+    kwargs = dict(user)
+    if "max_new_tokens" not in model and "max_new_tokens" not in user:
+        values["max_new_tokens"], sources["max_new_tokens"] = (
+            DEFAULT_MAX_NEW_TOKENS,
+            SOURCE_CHAT_TUI,
+        )
+        kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+    for name, value in model.items():
+        if name in SHOWN or name in user:
+            values[name], sources[name] = value, SOURCE_MODEL
+    for name, value in user.items():
+        values[name], sources[name] = value, SOURCE_USER
+    seed = settings.values.get("seed") if settings is not None else None
+    return EffectiveSettings(values=values, sources=sources, kwargs=kwargs, seed=seed)
 
 
 def parse_value(name: str, raw: str) -> Any:
@@ -159,9 +302,9 @@ def parse_value(name: str, raw: str) -> Any:
             return parser(raw)
         except ValueError as exc:
             raise SettingsError(f"Invalid value {raw!r} for {name}: {exc}.") from None
-    from transformers import GenerationConfig
+    from . import libs
 
-    if not hasattr(GenerationConfig(), name) or name.startswith("_"):
+    if not hasattr(libs.generation_config_class()(), name) or name.startswith("_"):
         raise SettingsError(
             f"Unknown setting {name!r}; known ones include " + ", ".join(sorted(KNOWN)) + "."
         )
@@ -176,13 +319,14 @@ def validate(values: dict[str, Any]) -> None:
     may be setting things one at a time, as with ``transformers chat``'s ``set``."""
     import warnings
 
-    from transformers import GenerationConfig
+    from . import libs
 
+    generation_config = libs.generation_config_class()
     kwargs = GenerationSettings(values).generation_kwargs()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            config = GenerationConfig(**kwargs)
+            config = generation_config(**kwargs)
             config.validate(strict=False)
     except Exception as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
