@@ -74,8 +74,9 @@ class ChatApp(App):
         load_on_start: bool = True,
         prompt_lookup: int | None = None,
         assistant_model: str | None = None,
+        driver_class: type | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=driver_class)
         self.config = AppConfig.load()
         store = SessionStore(data_dir)
         self.state = AppState.load(store.root, legacy=self.config.legacy)
@@ -175,9 +176,18 @@ class ChatApp(App):
         self.push_screen(HelpScreen(keys))
 
     async def action_quit(self) -> None:
-        for pane in self.main_screen.panes():
-            pane.interrupt_and_save()
-        self.main_screen.remember_tabs()
+        """Save every tab (a reply being streamed is kept, marked interrupted); if some
+        cannot be saved, ask before losing them."""
+        main = self.main_screen
+        unsaved = [p for p in main.panes() if not p.interrupt_and_save() and p.unsaved]
+        main.remember_tabs()
+        if unsaved:
+
+            async def quit_anyway() -> None:
+                self.exit()
+
+            main.ask_about_unsaved(unsaved, then=quit_anyway, verb="Quit")
+            return
         self.exit()
 
     # -- errors, signals ---------------------------------------------------------------------
@@ -200,14 +210,23 @@ class ChatApp(App):
             pass  # not on the main thread (tests) or not supported
 
     def save_and_exit(self, sig: int | None = None) -> None:
-        """SIGTERM/SIGHUP (an SSH drop): keep every reply being streamed, save, quit."""
-        for pane in self.main_screen.panes():
-            pane.interrupt_and_save()
-        self.main_screen.remember_tabs()
-        self.exit(return_code=128 + sig if sig else 0)
+        """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): keep every reply
+        being streamed, save, quit; and once saved, end within seconds even if the
+        shutdown cannot finish (a terminal that is gone can hold it forever)."""
+        from .terminal import exit_soon
+
+        code = 128 + sig if sig else 0
+        if self._main is not None:
+            for pane in self._main.panes():
+                pane.interrupt_and_save(rescue=True)
+            self._main.remember_tabs()
+        exit_soon(code)
+        self.exit(return_code=code)
 
 
 def run_app(options: LaunchOptions) -> int:
+    from .terminal import GuardedDriver
+
     app = ChatApp(
         options.spec,
         endpoint=options.endpoint,
@@ -217,6 +236,7 @@ def run_app(options: LaunchOptions) -> int:
         data_dir=options.data_dir,
         prompt_lookup=options.prompt_lookup,
         assistant_model=options.assistant_model,
+        driver_class=GuardedDriver,
     )
     app.run()
     return app.return_code or 0

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
     )
+    chat.add_argument(
+        "--raw",
+        action="store_true",
+        help="one-shot: pass the reply's control characters and escape sequences through to "
+        "a pipe unchanged (a terminal always gets them neutralized)",
+    )
     remote = parser.add_argument_group("remote server (OpenAI-compatible)")
     remote.add_argument(
         "--endpoint",
@@ -240,30 +246,72 @@ class _StderrProgress:
 
 
 def error(message: str) -> None:
-    print(f"chat-tui: {message}", file=sys.stderr)
+    """One line on stderr (sanitized: messages quote files, servers and models); a
+    stderr that is gone is not an error of its own."""
+    from .safe_text import one_line
+
+    try:
+        print(f"chat-tui: {one_line(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def note(message: str) -> None:
+    error(f"note: {message}")
 
 
 def _short_time(iso: str) -> str:
     return iso.replace("T", " ")[:16]
 
 
-def run_store_command(ns: argparse.Namespace) -> int:
-    """--list, --search, --export and --import. Everything printed that comes from a
-    file (names, titles, reasons, file names) goes through the sanitizer; store errors
-    and a stdout that fails are one sentence on stderr and exit 1."""
-    from . import safe_text
-    from .store import SessionStore, StoreError
-    from .store import export as exporter
-    from .store.errors import describe_os_error
+class StdoutFailed(Exception):
+    """Writing to standard output failed (a full disk, a closed pipe)."""
 
-    class StdoutFailed(Exception):
-        """Writing to standard output failed (a full disk, a closed pipe)."""
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
-        def __init__(self, cause: OSError) -> None:
-            super().__init__(str(cause))
-            self.cause = cause
+    def report(self) -> int:
+        """Silence for a closed pipe (as shell users expect), one sentence otherwise."""
+        silence_stdout()
+        if not isinstance(self.cause, BrokenPipeError):
+            from .store.errors import describe_os_error
 
-    def out(text: str, flush: bool = False) -> None:
+            error(f"Could not write to standard output: {describe_os_error(self.cause)}.")
+        return EXIT_ERROR
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class Stdout:
+    """Results on stdout. Text from outside (a model's reply) goes through the
+    sanitizer unless ``raw``; a failed write raises :class:`StdoutFailed`."""
+
+    def __init__(self, raw: bool = False) -> None:
+        from .safe_text import StreamStripper
+
+        self.stripper = None if raw else StreamStripper()
+
+    def write(self, text: str, flush: bool = False) -> None:
+        if self.stripper is not None:
+            text = self.stripper.feed(text)
+        self._emit(text, flush)
+
+    def finish(self) -> None:
+        self._emit(self.stripper.flush() if self.stripper is not None else "", True)
+
+    @staticmethod
+    def _emit(text: str, flush: bool) -> None:
         try:
             try:
                 sys.stdout.write(text)
@@ -275,17 +323,16 @@ def run_store_command(ns: argparse.Namespace) -> int:
         except OSError as exc:
             raise StdoutFailed(exc) from None
 
-    def silence_stdout() -> None:
-        """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, sys.stdout.fileno())
-            finally:
-                os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
 
+def run_store_command(ns: argparse.Namespace) -> int:
+    """--list, --search, --export and --import. Everything printed that comes from a
+    file (names, titles, reasons, file names) goes through the sanitizer; store errors
+    and a stdout that fails are one sentence on stderr and exit 1."""
+    from . import safe_text
+    from .store import SessionStore, StoreError
+    from .store import export as exporter
+
+    out = Stdout(raw=True).write  # every line below is sanitized as it is built
     line = safe_text.one_line
     store = SessionStore(ns.data_dir)
     try:
@@ -345,10 +392,7 @@ def run_store_command(ns: argparse.Namespace) -> int:
         error(line(str(exc)))
         return EXIT_ERROR
     except StdoutFailed as exc:
-        silence_stdout()
-        if not isinstance(exc.cause, BrokenPipeError):  # a closed pipe: silence, as usual
-            error(f"Could not write to standard output: {describe_os_error(exc.cause)}.")
-        return EXIT_ERROR
+        return exc.report()
     return EXIT_USAGE
 
 
@@ -383,9 +427,11 @@ def open_conversation(ns: argparse.Namespace, spec, settings):
     return (None if ns.no_save else store), conv
 
 
-class _Signals:
-    """SIGTERM/SIGHUP (an SSH drop) stop generation; the partial reply is then saved
-    marked interrupted before exiting."""
+class _Interrupts:
+    """Ctrl-C, SIGTERM and SIGHUP (an SSH drop) during a one-shot reply stop generation
+    after the token being computed; the text already printed is then saved, marked
+    interrupted. A second Ctrl-C stops at once (KeyboardInterrupt), e.g. during a long
+    prompt's prefill."""
 
     def __init__(self, stop: threading.Event) -> None:
         import signal
@@ -393,12 +439,22 @@ class _Signals:
         self.stop = stop
         self.received: int | None = None
         self._previous = {}
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        import signal
+
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
         self.received = signum
         self.stop.set()
+
+    @property
+    def exit_code(self) -> int:
+        import signal
+
+        return EXIT_INTERRUPTED if self.received == signal.SIGINT else 128 + (self.received or 0)
 
     def restore(self) -> None:
         import signal
@@ -429,10 +485,27 @@ def make_engine(ns: argparse.Namespace, settings):
     return Engine(settings=settings, prompt_lookup=ns.prompt_lookup)
 
 
-def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
-    from .engine import EngineError, GenerationSettings
+def read_prompt(ns: argparse.Namespace) -> str:
+    if ns.prompt != "-":
+        return ns.prompt
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
-    prompt = sys.stdin.read() if ns.prompt == "-" else ns.prompt
+
+def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
+    """Stream one reply to stdout and save the exchange.
+
+    Every way the reply can end early (Ctrl-C, SIGTERM, SIGHUP, a closed stdout, an
+    error) keeps and saves exactly the text already printed, with its stop reason, and
+    says it was saved only when it was. A reply that cannot be saved is still printed;
+    then one sentence says why, and the exit code is 1."""
+    import signal
+
+    from .engine import EngineError, GenerationSettings
+    from .reasons import StopReason
+    from .store import StoreError
+
+    prompt = read_prompt(ns)
     if not prompt.strip():
         error("The prompt is empty.")
         return EXIT_USAGE
@@ -454,51 +527,66 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         return EXIT_ERROR
     progress.clear()
 
-    stop = threading.Event()
-    out = sys.stdout
-
-    def write(chunk: str) -> None:
-        out.write(chunk)
-        out.flush()
-
-    from .store import StoreError
-
     try:
         store, conv = open_conversation(ns, spec, settings)
-        conv.append("user", prompt)
-        if store is not None:
-            store.save(conv)
-    except StoreError as exc:
+    except StoreError as exc:  # e.g. --session NAME whose file cannot be read
         error(str(exc))
         return EXIT_ERROR
+    conv.append("user", prompt)
+    save_error: StoreError | None = None
+    if store is not None:
+        try:
+            store.save(conv)
+        except StoreError as exc:  # answer anyway; say so at the end
+            save_error = exc
 
-    signals = _Signals(stop)
-    interrupted = False
+    stop = threading.Event()
+    stdout = Stdout(raw=ns.raw and not sys.stdout.isatty())
+    received: list[str] = []
+    closed: list[StdoutFailed] = []
+
+    def write(chunk: str) -> None:
+        received.append(chunk)
+        if closed:
+            return
+        try:
+            stdout.write(chunk, flush=True)
+        except StdoutFailed as exc:  # nobody is reading: stop, keep what came
+            closed.append(exc)
+            stop.set()
+
+    interrupts = _Interrupts(stop)
+    result = None
     try:
         result = engine.chat(
             conv.chat_messages(),
             system_prompt=conv.system_prompt or None,
+            conversation_id=None,
             stop_event=stop,
             on_text=write,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C
         stop.set()
-        interrupted = True
-        result = None
+        interrupts.received = interrupts.received or int(signal.SIGINT)
     except EngineError as exc:
+        interrupts.restore()
         error(str(exc))
         return EXIT_ERROR
     finally:
-        signals.restore()
-    text = result.text if result else ""
-    if not text.endswith("\n"):
-        out.write("\n")
-    out.flush()
-    if signals.received or interrupted:
-        reason = "interrupted"
+        interrupts.restore()
+    text = "".join(received) if result is None or interrupts.received else result.text
+    if not closed:
+        try:
+            stdout.finish()
+            if text and not text.endswith("\n"):
+                stdout.write("\n", flush=True)
+        except StdoutFailed as exc:
+            closed.append(exc)
+    stats = result.stats if result is not None else None
+    if interrupts.received or closed:
+        reason = StopReason.INTERRUPTED
     else:
-        reason = result.stats.stop_reason
-    stats = result.stats if result else None
+        reason = StopReason(stats.stop_reason) if stats else StopReason.ERROR
     conv.append(
         "assistant",
         text,
@@ -510,30 +598,57 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         stop_reason=reason,
         error=stats.error if stats else None,
     )
+    saved = False
     if store is not None:
         try:
             store.save(conv)
+            saved = True
         except StoreError as exc:
-            error(str(exc))
-            return EXIT_ERROR
-    if signals.received:
-        return 128 + signals.received
-    if interrupted:
-        error("Interrupted; the partial reply was saved.")
-        return EXIT_INTERRUPTED
-    for notice in result.notices:
-        print(f"chat-tui: note: {notice}", file=sys.stderr)
-    if ns.stats:
-        print(result.stats.describe(), file=sys.stderr)
-    if result.stats.error:
-        error(result.stats.error)
+            save_error = exc
+    if result is not None:
+        for notice in result.notices:
+            note(notice)
+    if ns.stats and stats is not None:
+        note(stats.describe())
+    if closed:
+        code = closed[0].report()
+        if save_error is not None:
+            error(str(save_error))
+        return code
+    if save_error is not None:
+        error(str(save_error))
+        return EXIT_ERROR
+    if interrupts.received:
+        error("Interrupted; the partial reply was saved." if saved else "Interrupted.")
+        return interrupts.exit_code
+    if stats is not None and stats.error:
+        error(stats.error)
         return EXIT_ERROR
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a reply started (e.g. while loading)
+        error("Interrupted.")
+        return EXIT_INTERRUPTED
+
+
+def _not_utf8(args: Sequence[str]) -> str | None:
+    """The first argument that was not valid UTF-8 (Python keeps such bytes as lone
+    surrogates), if any."""
+    return next((a for a in args if any("\udc80" <= c <= "\udcff" for c in a)), None)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    bad = _not_utf8(args)
+    if bad is not None:
+        error(f"An argument is not valid UTF-8 text ({bad!r}); chat-tui takes UTF-8.")
+        return EXIT_USAGE
     parser = build_parser()
-    ns = parser.parse_intermixed_args(argv)
+    ns = parser.parse_intermixed_args(args)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .config import AppConfig

@@ -23,10 +23,9 @@ two running apps add to each other's open tabs instead of overwriting them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +112,9 @@ class AppState:
             self.open_tabs = _strings(entry.get("open_tabs"), MAX_TABS)
 
     # -- writing ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict[str, Any]]:
-        """Read the file under its lock, let the caller change the document, write it."""
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Read the file under its lock, let ``change`` edit the document, write it.
+        A failure (a full disk) is kept in :attr:`problem`: state is not worth an error."""
         path = self.path()
         try:
             ensure_dir(path.parent)
@@ -127,7 +126,7 @@ class AppState:
                     os.replace(path, aside)
                     self.problem = f"{problem}; it was kept as {aside}"
                 document = document or {}
-                yield document
+                change(document)
                 document["schema_version"] = SCHEMA_VERSION
                 atomic_write(path, tomli_w.dumps(document))
         except OSError as exc:
@@ -137,7 +136,8 @@ class AppState:
         """This app now shows ``tabs`` and has ``closed`` some since its last write.
         Tabs another app recorded meanwhile are kept."""
         self.open_tabs = list(tabs)[:MAX_TABS]
-        with self._editing() as document:
+
+        def change(document: dict[str, Any]) -> None:
             dirs = document.get("data_dirs")
             if not isinstance(dirs, dict):
                 dirs = document["data_dirs"] = {}
@@ -151,25 +151,36 @@ class AppState:
             entry["open_tabs"] = ordered[:MAX_TABS]
             dirs[key] = entry
 
+        self._update(change)
+
     def remember_model(self, spec: dict[str, Any]) -> None:
         source = str(spec.get("source", ""))
         self.last_model = dict(spec)
         if source:
             self.recent_models = [source] + [m for m in self.recent_models if m != source]
             self.recent_models = self.recent_models[:MAX_RECENT]
-        with self._editing() as document:
+
+        def change(document: dict[str, Any]) -> None:
             document["last_model"] = {k: v for k, v in spec.items() if v is not None}
             recent = _strings(document.get("recent_models"), MAX_RECENT)
             if source:
                 recent = [source] + [m for m in recent if m != source]
             document["recent_models"] = recent[:MAX_RECENT]
 
+        self._update(change)
+
     def remember_endpoint(self, url: str) -> None:
         self.last_endpoint = url
-        with self._editing() as document:
+
+        def change(document: dict[str, Any]) -> None:
             document["last_endpoint"] = url
+
+        self._update(change)
 
     def set_sidebar(self, shown: bool) -> None:
         self.show_sidebar = shown
-        with self._editing() as document:
+
+        def change(document: dict[str, Any]) -> None:
             document["show_sidebar"] = shown
+
+        self._update(change)

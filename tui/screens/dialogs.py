@@ -56,3 +56,36 @@ class TextPrompt(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with a few answers, each on a key: ``choices`` maps an answer's id to
+    ``(key, label)``. Esc answers ``None``."""
+
+    BINDINGS = [Binding("escape", "choose(None)", "Cancel", id="choice.cancel")]
+
+    def __init__(self, question: str, choices: dict[str, tuple[str, str]]) -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(safe_text.visible(self.question)))
+            with Horizontal(classes="buttons"):
+                for answer, (key, label) in self.choices.items():
+                    yield Button(f"{label} ({key})", id=f"choice-{answer}")
+
+    def on_key(self, event) -> None:
+        for answer, (key, _label) in self.choices.items():
+            if event.key == key:
+                event.stop()
+                self.dismiss(answer)
+                return
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss((event.button.id or "").removeprefix("choice-"))
+
+    def action_choose(self, answer: str | None) -> None:
+        self.dismiss(answer)

@@ -114,6 +114,7 @@ class MainScreen(Screen):
         self.start_endpoint_model = endpoint_model
         self._tab_counter = 0
         self.ready = False  # set once the tabs are restored
+        self._deleted: list[str] = []  # conversations deleted while a dialog was open
         self._unsubscribe = sessions.subscribe(self._session_event)
 
     # -- layout ------------------------------------------------------------------------------
@@ -222,10 +223,48 @@ class MainScreen(Screen):
         await self.add_tab(conv)
 
     async def close_pane(self, pane: ChatPane, save: bool = True) -> None:
+        """Close a tab, saving it first; if it cannot be saved, ask before losing it."""
+        if save and not pane.interrupt_and_save() and pane.unsaved:
+            self.ask_about_unsaved([pane], then=lambda: self._remove_pane(pane), verb="Close")
+            return
+        await self._remove_pane(pane)
+
+    def ask_about_unsaved(self, panes: list[ChatPane], then, verb: str) -> None:
+        """Some conversations could not be saved: say why, and let the user save them as
+        new conversations (when they can no longer go where they were), retry, discard
+        them, or cancel. ``then`` runs once nothing unsaved is left or they are discarded."""
+        from .dialogs import ChoiceScreen
+
+        titles = ", ".join(f"'{p.conversation.title}'" for p in panes[:3])
+        more = f" and {len(panes) - 3} more" if len(panes) > 3 else ""
+        reasons = " ".join(dict.fromkeys(p.unsaved_reason for p in panes))
+        choices = {"retry": ("r", "Retry saving")}
+        if any(p.cannot_merge for p in panes):
+            choices = {"new": ("s", "Save as new")}
+        choices |= {"discard": ("d", f"{verb} and discard them"), "cancel": ("escape", "Cancel")}
+
+        async def answered(answer: str | None) -> None:
+            if answer == "discard":
+                await then()
+                return
+            if answer in ("retry", "new"):
+                left = [
+                    p
+                    for p in panes
+                    if not (p.save_as_new() if answer == "new" and p.cannot_merge else p.save())
+                ]
+                if left:
+                    self.ask_about_unsaved(left, then, verb)
+                else:
+                    await then()
+
+        self.app.push_screen(
+            ChoiceScreen(f"{titles}{more}: not saved. {reasons}", choices), answered
+        )
+
+    async def _remove_pane(self, pane: ChatPane) -> None:
         conv_id = pane.conversation.id
         pane.action_stop()
-        if save:
-            pane.interrupt_and_save()
         self.controller.forget(conv_id)
         self.sessions.close(conv_id)
         await self.tabs.remove_pane(pane.parent.id)
@@ -295,17 +334,21 @@ class MainScreen(Screen):
             pane = self.pane_for(event.conversation.id)
             if pane is not None:
                 self.relabel(pane)
-        elif isinstance(event, Deleted):
-            pane = self.pane_for(event.conversation_id)
-            if pane is not None:
-                # after the dialog that deleted it has closed: removing a tab under an
-                # open dialog would move focus behind it
-                self.app.call_later(self._close_deleted, event.conversation_id)
+        elif isinstance(event, Deleted) and self.pane_for(event.conversation_id) is not None:
+            # closed once the dialog that deleted it is gone: removing a tab under an
+            # open dialog would move focus behind it
+            self._deleted.append(event.conversation_id)
+            if self.app.screen is self:
+                self.call_later(self._close_deleted)
 
-    async def _close_deleted(self, conv_id: str) -> None:
-        pane = self.pane_for(conv_id)
-        if pane is not None:
-            await self.close_pane(pane, save=False)
+    async def on_screen_resume(self) -> None:
+        await self._close_deleted()
+
+    async def _close_deleted(self) -> None:
+        while self._deleted:
+            pane = self.pane_for(self._deleted.pop())
+            if pane is not None:
+                await self.close_pane(pane, save=False)
 
     # -- the side panel -------------------------------------------------------------------
     def _show_conversation_settings(self, pane: ChatPane) -> None:

@@ -87,12 +87,31 @@ class Sessions:
     def save(self, conv: Conversation) -> bool:
         """Save ``conv``; ``False`` when there is nothing worth a file yet (no messages).
 
-        Raises :class:`StoreError` with a sentence when it cannot be saved."""
+        What another chat-tui saved meanwhile is merged in (``Saved.merged_ids``).
+        Raises :class:`StoreError` with a sentence when it cannot be saved:
+        :class:`ConversationGoneError` or :class:`CorruptSessionError` when no merge is
+        possible (see :meth:`save_as_new`), :class:`DiskError` when the disk refuses."""
         if not conv.messages:
             return False
+        old_id = conv.id
         self.store.save(conv)
-        self._emit(Saved(conv))
+        self._rekey(old_id, conv)
+        merged = tuple(conv.last_merge.merged) if conv.last_merge else ()
+        self._emit(Saved(conv, merged))
         return True
+
+    def save_as_new(self, conv: Conversation) -> None:
+        """Keep a conversation that can no longer be saved where it was (deleted
+        elsewhere, or its file became unreadable) as a new conversation."""
+        old_id = conv.id
+        self.store.save_as_new(conv)
+        self._rekey(old_id, conv)
+        self._emit(Saved(conv))
+
+    def _rekey(self, old_id: str, conv: Conversation) -> None:
+        if conv.id != old_id and self._open.get(old_id) is conv:
+            del self._open[old_id]
+            self._open[conv.id] = conv
 
     def rename(self, conv_id: str, title: str) -> Conversation:
         """Retitle a conversation, open or not; the open object is the one changed."""

@@ -30,7 +30,7 @@ from textual.worker import Worker, WorkerState
 from .. import clipboard, safe_text, slash_commands
 from ..messages import GenerationFinished, GenerationStarted, TokenChunk
 from ..reasons import StopReason
-from ..store.errors import StoreError
+from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
 from ..store.model import Conversation
 from ..store.model import Message as ChatMessage
 from .message_view import MessageView
@@ -126,7 +126,10 @@ class ChatPane(Vertical):
         self.turn: TurnInfo | None = None
         self.waiting = False
         self.unsaved = False  # the last save failed: the next one retries
+        self.unsaved_reason = ""
+        self.cannot_merge = False  # the file was deleted or became unreadable elsewhere
         self._buffer: _ChunkBuffer | None = None
+        self._show_merge = False  # another writer's messages arrived while streaming
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -206,20 +209,78 @@ class ChatPane(Vertical):
         return max(1, len(self.partial) // 4) if self.partial else 0  # about 4 chars a token
 
     # -- saving --------------------------------------------------------------------------
-    def save(self) -> bool:
-        """Save through the sessions service; a failure is a notice, the text stays here
-        marked NOT SAVED, and the next save retries."""
+    def save(self, quiet: bool = False) -> bool:
+        """Save through the sessions service. What another chat-tui saved meanwhile is
+        merged (and said). A failure is a notice; the text stays here marked NOT SAVED
+        and the next save retries. When no merge is possible (the file was deleted or
+        became unreadable elsewhere) the user is asked whether to save it as new."""
         try:
             self.sessions.save(self.conversation)
+        except (ConversationGoneError, CorruptSessionError) as exc:
+            first = not self.cannot_merge
+            self._mark_unsaved(str(exc), cannot_merge=True, quiet=quiet or not first)
+            if first and not quiet:
+                self.ask_to_save_as_new()
+            return False
         except StoreError as exc:
-            self.unsaved = True
-            self.notify(str(exc), title="Not saved", severity="error", timeout=15)
-            self.update_status()
+            self._mark_unsaved(str(exc), quiet=quiet)
             return False
         if self.unsaved:
-            self.unsaved = False
+            self.unsaved, self.unsaved_reason, self.cannot_merge = False, "", False
             self.update_status()
+        report = self.conversation.last_merge
+        if report and not quiet:
+            self.conversation.last_merge = None
+            self.notify(report.describe(), title="Merged", timeout=8)
+            if report.merged:
+                self._show_merge = True
+                self.call_later(self._show_merged)
         return True
+
+    async def _show_merged(self) -> None:
+        """Re-render to show the other side's branch, once no reply is streaming."""
+        if self._show_merge and not self.generating:
+            self._show_merge = False
+            await self.rebuild()
+
+    def _mark_unsaved(self, reason: str, cannot_merge: bool = False, quiet: bool = False) -> None:
+        self.unsaved, self.unsaved_reason = True, reason
+        self.cannot_merge = self.cannot_merge or cannot_merge
+        if not quiet:
+            self.notify(
+                reason + " Your messages are kept in this window.",
+                title="Not saved",
+                severity="error",
+                timeout=15,
+            )
+        self.update_status()
+
+    def save_as_new(self) -> bool:
+        try:
+            self.sessions.save_as_new(self.conversation)
+        except StoreError as exc:
+            self._mark_unsaved(str(exc))
+            return False
+        self.unsaved, self.unsaved_reason, self.cannot_merge = False, "", False
+        self.update_status()
+        self.notify(f"Saved as a new conversation: {self.conversation.title}.", timeout=6)
+        self.post_message(self.TitleChanged(self))
+        return True
+
+    def ask_to_save_as_new(self) -> None:
+        from ..screens.dialogs import ChoiceScreen
+
+        def answered(answer: str | None) -> None:
+            if answer == "new":
+                self.save_as_new()
+
+        self.app.push_screen(
+            ChoiceScreen(
+                self.unsaved_reason,
+                {"new": ("s", "Save as a new conversation"), "later": ("escape", "Not now")},
+            ),
+            answered,
+        )
 
     # -- input ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -409,6 +470,7 @@ class ChatPane(Vertical):
         self.generating = False
         self.waiting = False
         self.save()
+        await self._show_merged()
         self.post_message(self.ReplyFinished(self))
         for notice in notices or []:
             self.notify(notice, timeout=6)
@@ -437,9 +499,11 @@ class ChatPane(Vertical):
             )
             await self._finish(self.partial, stats)
 
-    def interrupt_and_save(self) -> bool:
-        """For SIGTERM/SIGHUP and quitting: keep the reply being streamed (including text
-        decoded but not yet drawn), marked interrupted, and save. ``True`` if saved."""
+    def interrupt_and_save(self, rescue: bool = False) -> bool:
+        """For SIGTERM/SIGHUP, closing and quitting: keep the reply being streamed
+        (including text decoded but not yet drawn), marked interrupted, and save.
+        ``rescue`` (no one to ask: the terminal is gone) saves a conversation that can
+        no longer be saved where it was as a new one. ``True`` if it is on disk."""
         if self.generating:
             self.stop_event.set()
             conv = self.conversation
@@ -463,7 +527,9 @@ class ChatPane(Vertical):
             self.generating = False
         if not self.conversation.messages:
             return True
-        return self.save()
+        if self.save(quiet=rescue):
+            return True
+        return rescue and self.cannot_merge and self.save_as_new()
 
     # -- actions: keys, slash commands and the palette all land here -----------------------
     def action_stop(self) -> None:
