@@ -211,6 +211,21 @@ def bigram_dir(tmp_path_factory, tokenizer, default_model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def short_context_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
+    """The tiny llama (RoPE: no position weights) with a 512-token context."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("ctx512")
+    for path in tiny_llama_dir.iterdir():
+        shutil.copy(path, folder / path.name)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 512
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def llama_engine(tiny_llama_dir: Path) -> Engine:
     """A shared engine on the tiny llama; tests using it must not change its settings."""
     engine = Engine()

@@ -71,3 +71,93 @@ DEFAULT_THEME = "chat-tui-dark"
 def stylesheets() -> list[Path]:
     """The per-theme stylesheets, one per theme above."""
     return [HERE / f"{name}.tcss" for name in THEMES]
+
+
+# -- user themes -------------------------------------------------------------------------
+THEME_COLOURS = (
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+    "warning",
+    "error",
+    "success",
+)
+MAX_THEME_FILES = 100
+MAX_THEME_BYTES = 64 * 1024
+
+
+def _colour(value: object, where: str) -> str:
+    from textual.color import Color, ColorParseError
+
+    if not isinstance(value, str):
+        raise ValueError(f"{where} must be a colour in quotes, e.g. \"#5fa8d3\"")
+    try:
+        Color.parse(value)
+    except ColorParseError:
+        raise ValueError(f"{where} = {value!r} is not a colour (try \"#5fa8d3\")") from None
+    return value
+
+
+def theme_from_toml(text: str, stem: str) -> Theme:
+    """A :class:`Theme` from a user's theme file; ``ValueError`` with a sentence if the
+    file is not a valid theme."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ValueError(f"not valid TOML ({exc})") from None
+    known = {"name", "dark", "variables", *THEME_COLOURS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown field {unknown[0]!r}; a theme has name, dark, "
+            + ", ".join(THEME_COLOURS)
+            + " and a [variables] table"
+        )
+    name = data.get("name", stem)
+    if not isinstance(name, str) or not name.strip() or len(name) > 60:
+        raise ValueError("name must be a short text")
+    if "primary" not in data:
+        raise ValueError("primary (the main colour) is missing")
+    dark = data.get("dark", True)
+    if not isinstance(dark, bool):
+        raise ValueError("dark must be true or false")
+    colours = {key: _colour(data[key], key) for key in THEME_COLOURS if key in data}
+    variables = data.get("variables", {})
+    if not isinstance(variables, dict):
+        raise ValueError("[variables] must be a table of name = \"value\"")
+    extra = {}
+    for key, value in variables.items():
+        if not isinstance(value, str):
+            raise ValueError(f"variables.{key} must be text")
+        extra[str(key)] = value
+    for key, default in VARIABLE_DEFAULTS.items():
+        extra.setdefault(key, default)
+    return Theme(name=name.strip(), dark=dark, variables=extra, **colours)
+
+
+def user_themes(folder: Path) -> tuple[list[Theme], list[str]]:
+    """Every ``*.toml`` theme in ``folder`` and, for each file that is not a valid
+    theme, one sentence saying why (the file is left alone)."""
+    found: list[Theme] = []
+    problems: list[str] = []
+    try:
+        files = sorted(folder.glob("*.toml"))[:MAX_THEME_FILES]
+    except OSError:
+        return [], []
+    for path in files:
+        try:
+            if path.stat().st_size > MAX_THEME_BYTES:
+                raise ValueError(f"larger than {MAX_THEME_BYTES // 1024} KiB")
+            found.append(theme_from_toml(path.read_text(encoding="utf-8"), path.stem))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"Theme {path} could not be read ({exc}).")
+        except ValueError as exc:
+            problems.append(f"Theme {path} was not loaded: {exc}.")
+    return found, problems

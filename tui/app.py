@@ -57,8 +57,15 @@ class ChatApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (160, "-wide")]
     CSS_PATH = [Path(__file__).with_name("app.tcss"), *themes.stylesheets()]
     BINDINGS = [
-        Binding("f1", "help", "Help", id="help"),
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f1", "help", "Help", id="help", tooltip="this help"),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            id="quit",
+            priority=True,
+            tooltip="quit (everything is saved; asks first if something cannot be)",
+        ),
     ]
 
     def __init__(
@@ -115,6 +122,13 @@ class ChatApp(App):
     def on_mount(self) -> None:
         for theme in themes.THEMES.values():
             self.register_theme(theme)
+        from . import paths
+
+        mine, problems = themes.user_themes(paths.config_dir() / "themes")
+        for theme in mine:
+            self.register_theme(theme)
+        for problem in problems:
+            self.notify(problem, severity="warning", timeout=10)
         wanted = self.config.theme or themes.DEFAULT_THEME
         if wanted in self.available_themes:
             self.theme = wanted
@@ -161,18 +175,17 @@ class ChatApp(App):
 
     # -- keys that work everywhere -------------------------------------------------------------
     def action_help(self) -> None:
-        keys: list[tuple[str, str]] = []
-        for owner in (self.main_screen, self):
-            keys += [(b.key, b.description) for b in owner.BINDINGS if b.description]
+        from .screens.help import KeyHelp
         from .widgets.chat_pane import ChatPane
 
-        keys += [(b.key, b.description) for b in ChatPane.BINDINGS if b.description]
-        keys += [
-            ("enter", "send"),
-            ("ctrl+j", "new line in the prompt"),
-            ("up / down", "recall earlier prompts"),
-            ("ctrl+p", "command palette"),
-        ]
+        keys: list[KeyHelp] = []
+        for owner in (MainScreen, ChatPane, type(self)):
+            for binding in owner.BINDINGS:
+                if isinstance(binding, Binding) and binding.description:
+                    # the live keymap: a remapped binding shows its new keys
+                    shown = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+                    what = binding.tooltip or binding.description
+                    keys.append(KeyHelp(shown.replace(",", " / "), what))
         self.push_screen(HelpScreen(keys))
 
     async def action_quit(self) -> None:
@@ -220,7 +233,8 @@ class ChatApp(App):
             for pane in self._main.panes():
                 pane.interrupt_and_save(rescue=True)
             self._main.remember_tabs()
-        exit_soon(code)
+        if not self.is_headless:  # a real terminal (not a test's headless run)
+            exit_soon(code)
         self.exit(return_code=code)
 
 

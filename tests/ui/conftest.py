@@ -318,6 +318,7 @@ def make_app(dirs: Dirs, engine: FakeEngine) -> Callable[..., ChatApp]:
         async def run_test_then_exit(*args: Any, **kwargs: Any) -> AsyncIterator[Pilot]:
             async with run_test(*args, **kwargs) as pilot:
                 try:
+                    await UI.ready(pilot)  # the tabs are restored before the test acts
                     yield pilot
                 finally:  # also when the test failed, so its report is the only error
                     if app.is_running:
@@ -449,7 +450,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
         from textual.widgets import Sparkline, Static
 
         self.query_one(".memory-lines", Static).update(
-            "RAM (app) 512.0 MiB\nfree      6.0 GiB / 8.0\n"
+            "RAM (app) 512.0 MiB\nfree      6.0 GiB / 8.0 GiB\n"
             "weights   50.0 MiB\nKV cache  0 B (this tab)"
         )
         self.query_one(Sparkline).data = [float(i % 7) for i in range(60)]

@@ -104,7 +104,11 @@ async def test_an_interrupted_reply_says_so_in_its_header(make_app, engine, ui, 
         await pilot.pause()
     app = make_app()  # the interrupted reply, as shown when the tab is reopened
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: header_text(views(app.main_screen.active_pane)[-1]).endswith("[interrupted]"),
+            "header_text(views(app.main_screen.active_pane)[-1]).endsw...",
+        )
         assert header_text(views(app.main_screen.active_pane)[-1]).endswith("[interrupted]")
 
 
@@ -124,7 +128,7 @@ async def test_a_reopened_stopped_reply_keeps_its_stopped_style(make_app, engine
         await pilot.press("ctrl+q")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: views(app.main_screen.active_pane), "the messages")
         reply_view = views(app.main_screen.active_pane)[-1]
         assert reply_view.message.stop_reason == "stopped"
         assert reply_view.has_class("interrupted")
@@ -134,7 +138,7 @@ async def test_escape_with_nothing_streaming_does_nothing(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("escape")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: ui.notes(app) == [], "ui.notes(app) == []")
         assert ui.notes(app) == []
         assert views(app.main_screen.active_pane) == []
 
@@ -176,7 +180,11 @@ async def test_ctrl_j_inserts_a_newline_without_sending(make_app, engine, ui):
         await ui.type(pilot, "line one")
         await pilot.press("ctrl+j")
         await ui.type(pilot, "line two")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: pane.prompt.text == "line one\nline two",
+            "pane.prompt.text == 'line one\nline two'",
+        )
         assert pane.prompt.text == "line one\nline two"
         assert engine.calls == [] and views(pane) == []
         await pilot.press("enter")
@@ -237,13 +245,11 @@ async def test_ctrl_t_cycles_between_reply_versions(make_app, engine, dirs, ui):
         await ui.settle(pilot)
         pane = app.main_screen.active_pane
         await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert texts(pane) == ["question", "First answer"]
+        await ui.wait_until(pilot, lambda: texts(pane) == ["question", "First answer"], "v1")
         assert any(n.message == "Version 1 of 2." for n in ui.notes(app))
         assert dirs.store().load(pane.conversation.id).transcript[-1].content == "First answer"
         await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert texts(pane) == ["question", "Second answer"]
+        await ui.wait_until(pilot, lambda: texts(pane) == ["question", "Second answer"], "v2")
         assert any(n.message == "Version 2 of 2." for n in ui.notes(app))
 
 
@@ -252,7 +258,11 @@ async def test_ctrl_t_without_other_versions_says_so(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "question")
         await pilot.press("ctrl+t")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: any("no other versions" in n.message for n in ui.notes(app)),
+            "any('no other versions' in n.message for n in ui.notes(app))",
+        )
         assert any("no other versions" in n.message for n in ui.notes(app))
 
 
@@ -263,7 +273,9 @@ async def test_ctrl_e_puts_the_last_question_in_the_prompt(make_app, ui):
         await ui.send(pilot, "question one")
         assert app.focused is app.main_screen.active_pane.prompt
         await pilot.press("ctrl+e")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: app.main_screen.active_pane.prompt.text == "question one", "edit"
+        )
         assert app.main_screen.active_pane.prompt.text == "question one", (
             "ctrl+e did not start editing the last question (the focused prompt took the key)"
         )
@@ -279,7 +291,9 @@ async def test_edit_and_resend_creates_a_branch_and_keeps_the_old_question(
         pane = app.main_screen.active_pane
         # what ctrl+e is bound to (the key itself is covered by the test above)
         await pane.run_action("edit_previous")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: pane.prompt.text == "question one", "pane.prompt.text == 'question one'"
+        )
         assert pane.prompt.text == "question one"
         assert any("Enter resends it as a new branch" in n.message for n in ui.notes(app))
         await pilot.press("end")
@@ -315,13 +329,14 @@ async def test_ctrl_t_switches_back_to_the_exchange_before_an_edit(make_app, eng
         await ui.send(pilot, ", edited")
         assert texts(pane) == ["question one, edited", "Answer two"]
         await pilot.press("ctrl+t")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: texts(pane) == ["question one", "Answer one"], "v1")
         assert texts(pane) == ["question one", "Answer one"], (
             "after an edit, ctrl+t cannot reach the earlier version of the exchange"
         )
         await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert texts(pane) == ["question one, edited", "Answer two"]
+        await ui.wait_until(
+            pilot, lambda: texts(pane) == ["question one, edited", "Answer two"], "v2"
+        )
 
 
 async def test_a_crash_inside_generation_is_reported_and_the_question_is_saved(

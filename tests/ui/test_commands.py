@@ -31,7 +31,11 @@ async def test_help_opens_the_help_screen_listing_keys_and_commands(make_app, ui
             assert f"/{name}" in source
         assert "ctrl+n" in source and "ctrl+j" in source
         await pilot.press("escape")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: not isinstance(app.screen, HelpScreen),
+            "not isinstance(app.screen, HelpScreen)",
+        )
         assert not isinstance(app.screen, HelpScreen)
         assert app.main_screen.active_pane.prompt.text == ""
 
@@ -40,7 +44,9 @@ async def test_f1_opens_help_too(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f1")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: isinstance(app.screen, HelpScreen), "isinstance(app.screen, HelpScreen)"
+        )
         assert isinstance(app.screen, HelpScreen)
 
 

@@ -36,7 +36,11 @@ async def test_a_title_with_brackets_is_shown_in_the_session_browser(make_app, d
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, SessionBrowser), "browser")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: "[draft] notes" in ui.screen_text(app),
+            "'[draft] notes' in ui.screen_text(app)",
+        )
         assert "[draft] notes" in ui.screen_text(app)
 
 
@@ -46,7 +50,11 @@ async def test_the_model_picker_shows_each_choice_kind(make_app, tmp_path: Path,
         await pilot.press("ctrl+l")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ModelPicker), "the picker")
         await ui.workers_done(pilot)
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: "[bundled] SmolLM2-135M-Instruct" in ui.screen_text(app),
+            "'[bundled] SmolLM2-135M-Instruct' in ui.screen_text(app)",
+        )
         assert "[bundled] SmolLM2-135M-Instruct" in ui.screen_text(app)
         await ui.paste(pilot, "org/some-model")
         assert "[load] org/some-model" in ui.screen_text(app)

@@ -35,7 +35,8 @@ async def test_rename_an_open_conversation_in_the_browser_then_send_in_its_tab(m
         pane = app.main_screen.active_pane
         conv_id = pane.conversation.id
         await open_browser(pilot, ui)
-        await pilot.press("r")
+        await ui.wait_until(pilot, lambda: app.screen.loaded, "the list")
+        await ui.press(pilot, "ctrl+r")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), "the title prompt")
         app.screen.query_one(Input).value = ""
         await ui.paste(pilot, "Yes and no")
@@ -85,7 +86,8 @@ async def test_delete_an_open_conversation_in_the_browser_then_send(make_app, di
         doomed = app.main_screen.active_pane
         doomed_id = doomed.conversation.id
         await open_browser(pilot, ui)
-        await ui.press(pilot, "d")  # the newest (the active tab's) is first
+        await ui.wait_until(pilot, lambda: app.screen.loaded, "the list")
+        await ui.press(pilot, "ctrl+d")  # the newest (the active tab's) is first
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "question")
         question = str(app.screen.query_one("Label").content)
         assert "'delete this one'" in question and "open in a tab" in question
@@ -149,7 +151,9 @@ async def test_choosing_a_theme_in_the_palette_changes_only_the_theme_line(make_
         await pilot.press("ctrl+p")
         await ui.wait_until(pilot, lambda: app.screen is not app.main_screen, "the palette")
         await ui.paste(pilot, "theme")
-        await ui.wait_until(pilot, lambda: "theme" in ui.screen_text(app).lower(), "hits")
+        await ui.wait_until(
+            pilot, lambda: "Change the current theme" in ui.screen_text(app), "the theme command"
+        )
         await pilot.press("enter")  # "Change theme"
         await ui.paste(pilot, "chat-tui-light")
         await ui.wait_until(

@@ -35,19 +35,23 @@ async def test_ctrl_b_hides_and_shows_the_side_panel_and_remembers(make_app, dir
         assert sidebar.display
         chat_width = app.query_one("#chat-area").size.width
         await pilot.press("ctrl+b")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: not sidebar.display, "not sidebar.display")
         assert not sidebar.display
         assert app.query_one("#chat-area").size.width > chat_width
         assert not dirs.config_file.exists()  # remembered as state, not in the config
         assert tomllib.loads(dirs.state_file.read_text())["show_sidebar"] is False
         await pilot.press("ctrl+b")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: sidebar.display, "sidebar.display")
         assert sidebar.display
         await pilot.press("ctrl+b")
         await pilot.pause()
     again = make_app()
     async with again.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: not again.query_one("#sidebar").display,
+            "not again.query_one('#sidebar').display",
+        )
         assert not again.query_one("#sidebar").display
 
 
@@ -58,7 +62,7 @@ async def test_apply_with_a_new_precision_reloads_the_model(make_app, engine, ui
         precision.focus()
         await pilot.press("enter")  # open the list: auto, bf16, fp16 ...
         await pilot.press("down", "enter")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: precision.value == "bf16", "precision.value == 'bf16'")
         assert precision.value == "bf16"
         await apply(pilot)
         await ui.wait_until(pilot, lambda: app.controller.spec.dtype == "bf16", "the reload")
@@ -118,11 +122,19 @@ async def test_the_panel_follows_the_active_tab(make_app, ui):
         await pilot.press("enter")
         await ui.settle(pilot)
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.query_one("#gen-temperature", Input).value == "",
+            "app.query_one('#gen-temperature', Input).value == ''",
+        )
         assert app.query_one("#gen-temperature", Input).value == ""
         assert app.query_one("#system-prompt", TextArea).text == ""
         await pilot.press("ctrl+pageup")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.query_one("#gen-temperature", Input).value == "0.3",
+            "app.query_one('#gen-temperature', Input).value == '0.3'",
+        )
         assert app.query_one("#gen-temperature", Input).value == "0.3"
         assert app.query_one("#system-prompt", TextArea).text == "first tab"
 
@@ -147,13 +159,21 @@ async def test_the_three_themes_are_registered_and_the_choice_is_remembered(make
         assert app.theme == themes.DEFAULT_THEME
         assert app.has_class("theme-chat-tui-dark")
         app.theme = "chat-tui-light"
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: (
+                app.has_class("theme-chat-tui-light") and not app.has_class("theme-chat-tui-dark")
+            ),
+            "app.has_class('theme-chat-tui-light') and not app.has_cla...",
+        )
         assert app.has_class("theme-chat-tui-light") and not app.has_class("theme-chat-tui-dark")
         assert AppConfig.load().theme == "chat-tui-light"
         assert tomllib.loads(dirs.config_file.read_text())["theme"] == "chat-tui-light"
     again = make_app()
     async with again.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: again.theme == "chat-tui-light", "again.theme == 'chat-tui-light'"
+        )
         assert again.theme == "chat-tui-light"
         assert ui.notes(again, "warning") == []
 
@@ -163,7 +183,9 @@ async def test_an_unknown_theme_falls_back_with_a_notification(make_app, dirs, u
     dirs.config_file.write_text('theme = "no-such-theme"\n')
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: app.theme == "chat-tui-dark", "app.theme == 'chat-tui-dark'"
+        )
         assert app.theme == "chat-tui-dark"
         (warning,) = ui.notes(app, "warning")
         assert "no-such-theme" in warning.message and "chat-tui-dark" in warning.message
@@ -176,10 +198,14 @@ async def test_a_keymap_entry_remaps_a_binding(make_app, dirs, ui):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("ctrl+t")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: len(app.main_screen.panes()) == 2, "len(app.main_screen.panes()) == 2"
+        )
         assert len(app.main_screen.panes()) == 2
         await pilot.press("ctrl+n")  # no longer bound to a new tab
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: len(app.main_screen.panes()) == 2, "len(app.main_screen.panes()) == 2"
+        )
         assert len(app.main_screen.panes()) == 2
     assert tomllib.loads(dirs.config_file.read_text())["keymap"] == {"new_tab": "ctrl+t"}
 

@@ -17,7 +17,11 @@ async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs,
     )
     async with app.run_test(size=(120, 40)) as pilot:
         await ui.wait_until(pilot, app.controller.ready.is_set, "the model to load", timeout=120)
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: isinstance(app.controller.engine, Engine),
+            "isinstance(app.controller.engine, Engine)",
+        )
         assert isinstance(app.controller.engine, Engine)
         assert app.controller.engine.loaded.spec.source == str(tiny_llama_dir)
         assert not app.query_one("#load-progress").display

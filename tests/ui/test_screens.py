@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 
 from tui.engine.errors import MissingFilesError
 from tui.engine.spec import ModelSpec
@@ -49,7 +49,11 @@ async def test_model_picker_lists_the_bundled_default(make_app, ui):
         assert "0 model(s)" in str(screen.query_one("#picker-note", Static).content)
         assert app.focused is screen.query_one(Input)
         await pilot.press("escape")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: not isinstance(app.screen, ModelPicker),
+            "not isinstance(app.screen, ModelPicker)",
+        )
         assert not isinstance(app.screen, ModelPicker)
 
 
@@ -123,13 +127,18 @@ def saved_conversations(dirs) -> list[str]:
 async def open_browser(pilot, ui) -> SessionBrowser:
     await pilot.press("ctrl+o")
     await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionBrowser), "browser")
-    await pilot.pause()
+    await ui.wait_until(pilot, lambda: pilot.app.screen.loaded, "the list")
     return pilot.app.screen
 
 
-def rows(screen: SessionBrowser) -> list[list[str]]:
-    table = screen.query_one(DataTable)
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+def rows(screen: SessionBrowser) -> list[str]:
+    """Each result as drawn: its title line (and snippet lines)."""
+    found = screen.query_one(OptionList)
+    return [str(found.get_option_at_index(i).prompt) for i in range(found.option_count)]
+
+
+def titles(screen: SessionBrowser) -> list[str]:
+    return [r.title for r in (row.info for row in screen.rows)]
 
 
 async def test_session_browser_lists_conversations_and_enter_opens_one(make_app, dirs, ui):
@@ -137,71 +146,121 @@ async def test_session_browser_lists_conversations_and_enter_opens_one(make_app,
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_browser(pilot, ui)
-        listed = rows(screen)
-        assert [r[0] for r in listed] == ["Bananas", "Apples"]
-        assert listed[1][2:] == ["2026-01-01 12:00", "2"]
+        assert titles(screen) == ["Bananas", "Apples"]
+        assert "2026-01-01 12:00 · 2 messages" in rows(screen)[1]
         assert "2 conversation(s)" in str(screen.query_one("#browser-note", Static).content)
+        assert app.focused is screen.query_one(Input)  # typing goes to the search
         await pilot.press("down", "enter")
-        await ui.wait_until(
-            pilot, lambda: len(app.main_screen.panes()) == 2, "the conversation's tab"
-        )
-        await pilot.pause()
-        assert not isinstance(app.screen, SessionBrowser)
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "its tab")
         pane = app.main_screen.active_pane
         assert pane.conversation.id == apples
         assert texts(pane) == ["Tell me about apples", "They are fruit."]
         # opening it again switches to its tab rather than opening a second one
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 3, "a new tab")
         await open_browser(pilot, ui)
         await pilot.press("down", "enter")
-        await pilot.pause()
-        await pilot.pause()
-        assert len(app.main_screen.panes()) == 3 and app.main_screen.active_pane is pane
+        await ui.wait_until(pilot, lambda: app.main_screen.active_pane is pane, "its tab")
+        assert len(app.main_screen.panes()) == 3
 
 
-async def test_session_browser_renames_with_r(make_app, dirs, ui):
-    bananas, _apples = saved_conversations(dirs)
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_browser(pilot, ui)
-        await pilot.press("r")
-        await ui.wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), "the title prompt")
-        field = app.screen.query_one(Input)
-        assert field.value == "Bananas"
-        await pilot.press("ctrl+u")
-        await ui.paste(pilot, "Plantains")
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen is screen
-        assert dirs.store().load(bananas).title == "Plantains"
-        assert sorted(r[0] for r in rows(screen)) == ["Apples", "Plantains"]
-
-
-async def test_session_browser_deletes_after_confirmation(make_app, dirs, ui):
+async def test_typing_in_the_browser_searches_and_never_triggers_an_action(make_app, dirs, ui):
+    """Every letter goes to the search box: "rename", "delete" and "export" typed there
+    do nothing but search; the results show the matching snippet."""
     bananas, apples = saved_conversations(dirs)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_browser(pilot, ui)
-        await pilot.press("d")
+        for word in ("red", "export", "e r d"):
+            await ui.type(pilot, word)
+            await ui.wait_until(
+                pilot, lambda w=word: screen.query_one(Input).value.endswith(w), "typed text"
+            )
+            await pilot.press("ctrl+u")
+        assert isinstance(app.screen, SessionBrowser)
+        assert not (dirs.data / "exports").exists()
+        assert [c.title for c in map(dirs.store().load, (bananas, apples))] == [
+            "Bananas",
+            "Apples",
+        ]
+        await ui.type(pilot, "fruit")
+        await ui.wait_until(pilot, lambda: titles(screen) == ["Apples"], "the search")
+        (row,) = rows(screen)
+        assert "assistant: They are fruit." in row
+        option = screen.query_one(OptionList).get_option_at_index(0).prompt
+        assert any("reverse" in str(span.style) for span in option.spans)  # highlighted
+        await pilot.press("enter")
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "its tab")
+        assert app.main_screen.active_pane.conversation.id == apples
+
+
+async def test_session_browser_renames_with_ctrl_r(make_app, dirs, ui):
+    bananas, _apples = saved_conversations(dirs)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_browser(pilot, ui)
+        await pilot.press("ctrl+r")
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, TextPrompt), "the title prompt")
+        field = app.screen.query_one(Input)
+        assert field.value == "Bananas"
+        field.value = ""
+        await ui.paste(pilot, "Plantains")
+        await pilot.press("enter")
+        await ui.wait_until(pilot, lambda: app.screen is screen, "the browser again")
+        assert dirs.store().load(bananas).title == "Plantains"
+        await ui.wait_until(
+            pilot, lambda: sorted(titles(screen)) == ["Apples", "Plantains"], "the new title"
+        )
+
+
+async def test_session_browser_deletes_after_confirmation_naming_the_title(make_app, dirs, ui):
+    bananas, apples = saved_conversations(dirs)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_browser(pilot, ui)
+        await ui.press(pilot, "ctrl+d")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert "'Bananas'" in str(app.screen.query_one(Label).content)  # named by its title
-        await pilot.press("n")  # no: nothing happens
-        await pilot.pause()
-        assert app.screen is screen and dirs.store().path_for(bananas).exists()
-        await pilot.press("d")
+        await ui.press(pilot, "n")  # no: nothing happens
+        await ui.wait_until(pilot, lambda: app.screen is screen, "the browser again")
+        assert dirs.store().path_for(bananas).exists()
+        await ui.press(pilot, "ctrl+d")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
-        await pilot.press("y")
-        await pilot.pause()
-        assert app.screen is screen
-        assert [r[0] for r in rows(screen)] == ["Apples"]
+        await ui.press(pilot, "y")
+        await ui.wait_until(pilot, lambda: titles(screen) == ["Apples"], "the list without it")
         store = dirs.store()
         assert not store.path_for(bananas).exists()
         assert len(list((store.folder / ".trash").glob(f"{bananas}-*.toml"))) == 1
-        await pilot.press("escape")
-        await pilot.pause()
+        await ui.press(pilot, "escape")
         assert len(app.main_screen.panes()) == 1
     assert dirs.store().path_for(apples).exists()
+
+
+async def test_session_browser_exports_with_ctrl_e(make_app, dirs, ui):
+    bananas, _apples = saved_conversations(dirs)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_browser(pilot, ui)
+        await ui.press(pilot, "ctrl+e")
+        await ui.wait_until(pilot, lambda: (dirs.data / "exports").exists(), "the export")
+        assert sorted(p.name for p in (dirs.data / "exports").iterdir()) == [
+            f"{bananas}.json",
+            f"{bananas}.md",
+        ]
+        assert any(n.message.startswith("Exported to") for n in ui.notes(app))
+
+
+async def test_exporting_where_the_disk_refuses_is_a_sentence(make_app, dirs, ui):
+    saved_conversations(dirs)
+    (dirs.data / "exports").write_text("a file where the folder should be")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_browser(pilot, ui)
+        await ui.press(pilot, "ctrl+e")
+        await ui.wait_until(pilot, lambda: ui.notes(app, "error"), "the error")
+        (note,) = ui.notes(app, "error")
+        assert "exports" in note.message and "Traceback" not in note.message
+        assert app.screen is screen  # the app did not crash
 
 
 async def test_deleting_the_conversation_of_the_active_tab_closes_that_tab(make_app, dirs, ui):
@@ -209,16 +268,20 @@ async def test_deleting_the_conversation_of_the_active_tab_closes_that_tab(make_
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await open_browser(pilot, ui)
-        await pilot.press("enter")
+        await ui.press(pilot, "enter")
         await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "the tab")
         assert app.main_screen.active_pane.conversation.id == bananas
         screen = await open_browser(pilot, ui)
-        await pilot.press("d")
+        await ui.press(pilot, "ctrl+d")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         # bounded: if the app crashes here, Pilot's wait for the key never returns
         await ui.press(pilot, "y")
+        await ui.wait_until(pilot, lambda: app.screen is screen, "the browser again")
         await ui.press(pilot, "escape")
-        assert app.screen is not screen
-        assert [p.conversation.id for p in app.main_screen.panes()] != []
-        assert all(p.conversation.id != bananas for p in app.main_screen.panes())
+        await ui.wait_until(
+            pilot,
+            lambda: all(p.conversation.id != bananas for p in app.main_screen.panes()),
+            "the tab to close",
+        )
+        assert app.main_screen.panes() != []
     assert not dirs.store().path_for(bananas).exists()

@@ -169,6 +169,7 @@ def test_session_browser_open(snap_compare, make_app, dirs, ui):
     async def run_before(pilot) -> None:
         await pilot.press("ctrl+o")
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionBrowser), "list")
+        await ui.wait_until(pilot, lambda: pilot.app.screen.loaded, "the conversations")
         await steady(pilot)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
@@ -181,3 +182,40 @@ def test_help_screen(snap_compare, make_app, ui):
         await steady(pilot)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_help_screen_80x24(snap_compare, make_app, ui):
+    async def run_before(pilot) -> None:
+        await pilot.press("f1")
+        await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "help")
+        await steady(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_session_browser_searching(snap_compare, make_app, dirs, ui):
+    store = dirs.store()
+    for day, (title, lines) in enumerate(
+        [
+            ("Reversing lists", ["How do I reverse a list?", "Use slicing: items[::-1]."]),
+            (
+                "German words",
+                ["What is 'cat' in German?", "Katze. In German, nouns are capitalised."],
+            ),
+        ]
+    ):
+        conv = store.new(model={"source": "default"})
+        for i, line in enumerate(lines):
+            conv.append("user" if i % 2 == 0 else "assistant", line)
+        conv.title = title
+        conv.updated = datetime(2026, 3, 1 + day, 9, 30, tzinfo=UTC)
+        store.save(conv)
+
+    async def run_before(pilot) -> None:
+        await pilot.press("ctrl+o")
+        await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionBrowser), "list")
+        await ui.type(pilot, "german")
+        await ui.wait_until(pilot, lambda: len(pilot.app.screen.rows) == 1, "the search")
+        await steady(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run_before)

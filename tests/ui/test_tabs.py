@@ -17,24 +17,44 @@ async def test_ctrl_n_opens_a_tab_and_the_tab_keys_switch(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         first = app.main_screen.active_pane
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "a second tab")
         second = app.main_screen.active_pane
-        assert len(app.main_screen.panes()) == 2 and second is not first
+        assert second is not first
         assert app.focused is second.prompt
         await pilot.press("ctrl+pageup")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.main_screen.active_pane is first and app.focused is first.prompt,
+            "app.main_screen.active_pane is first and app.focused is f...",
+        )
         assert app.main_screen.active_pane is first and app.focused is first.prompt
         await pilot.press("ctrl+pagedown")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.main_screen.active_pane is second,
+            "app.main_screen.active_pane is second",
+        )
         assert app.main_screen.active_pane is second
         await pilot.press("ctrl+pagedown")  # wraps around
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.main_screen.active_pane is first,
+            "app.main_screen.active_pane is first",
+        )
         assert app.main_screen.active_pane is first
         await pilot.press("alt+left")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.main_screen.active_pane is second,
+            "app.main_screen.active_pane is second",
+        )
         assert app.main_screen.active_pane is second
         await pilot.press("alt+right")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: app.main_screen.active_pane is first,
+            "app.main_screen.active_pane is first",
+        )
         assert app.main_screen.active_pane is first
 
 
@@ -43,11 +63,13 @@ async def test_ctrl_w_closes_the_active_tab(make_app, ui):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: len(app.main_screen.panes()) == 2, "len(app.main_screen.panes()) == 2"
+        )
         assert len(app.main_screen.panes()) == 2
         assert app.focused is app.main_screen.active_pane.prompt
         await pilot.press("ctrl+w")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 1, "one tab")
         assert len(app.main_screen.panes()) == 1, (
             "ctrl+w did not close the tab (the focused prompt took the key)"
         )
@@ -60,7 +82,11 @@ async def test_closing_tabs_saves_them_and_never_leaves_none(make_app, engine, d
         first = app.main_screen.active_pane
         conv_id = first.conversation.id
         await app.main_screen.run_action("close_tab")  # what ctrl+w is bound to
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: first not in app.main_screen.panes(),
+            "first not in app.main_screen.panes()",
+        )
         assert first not in app.main_screen.panes()
         assert len(app.main_screen.panes()) == 1  # a fresh tab replaces the last one
         assert app.main_screen.active_pane.conversation.id != conv_id
@@ -80,7 +106,7 @@ async def test_a_reply_keeps_streaming_into_its_own_tab_after_switching(make_app
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the reply to start")
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "a second tab")
         second = app.main_screen.active_pane
         assert second is not first and first.generating
         engine.release.set()
@@ -104,7 +130,7 @@ async def test_two_tabs_generate_at_once_and_each_reply_lands_in_its_tab(
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the first reply to start")
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "a second tab")
         second = app.main_screen.active_pane
         await ui.paste(pilot, "beta")
         await pilot.press("enter")
@@ -127,7 +153,7 @@ async def test_open_tabs_come_back_after_a_restart(make_app, dirs, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "in tab one")
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "a second tab")
         await ui.send(pilot, "in tab two")
         ids = [p.conversation.id for p in app.main_screen.panes()]
         await pilot.press("ctrl+q")
@@ -155,7 +181,11 @@ async def test_a_corrupted_session_named_in_open_tabs_does_not_stop_the_app(make
 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot,
+            lambda: [p.conversation.id for p in app.main_screen.panes()] == [good.id],
+            "[p.conversation.id for p in app.main_screen.panes()] == [...",
+        )
         assert [p.conversation.id for p in app.main_screen.panes()] == [good.id]
         assert texts(app.main_screen.active_pane) == ["still readable"]
         warnings = ui.notes(app, "warning")
@@ -172,7 +202,9 @@ async def test_only_a_corrupted_session_still_gives_a_usable_tab(make_app, dirs,
     dirs.set_open_tabs(["only"])
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await ui.wait_until(
+            pilot, lambda: len(app.main_screen.panes()) == 1, "len(app.main_screen.panes()) == 1"
+        )
         assert len(app.main_screen.panes()) == 1
         assert any("only" in n.message for n in ui.notes(app, "warning"))
         await ui.send(pilot, "hello")

@@ -4,8 +4,6 @@ result's notices and stats; a last message that alone fills the context is refus
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,6 @@ FILLER = (
     "The valley had farms, mills and small towns along the river, and every spring the "
     "water rose over the low fields before the planting began. "
 )
-
-
-@pytest.fixture(scope="module")
-def short_context_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
-    """The tiny llama (RoPE: no position weights) with a 512-token context."""
-    folder = tmp_path_factory.mktemp("ctx512")
-    for path in tiny_llama_dir.iterdir():
-        shutil.copy(path, folder / path.name)
-    config = json.loads((folder / "config.json").read_text())
-    config["max_position_embeddings"] = 512
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,39 @@
-"""The help screen: every key and every slash command."""
+"""The help screen (f1, or ``?`` on an empty prompt): every key, as the live keymap has
+it (a remapped key shows its new keys), every slash command, and how to move around.
+
+It scrolls: ↓/↑, PgDn/PgUp, Home/End, Tab and the mouse wheel all move through it, so
+nothing is out of reach at 80x24.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from textual.widgets import Label, Markdown
 
 from .. import slash_commands
+
+
+@dataclass(frozen=True)
+class KeyHelp:
+    keys: str
+    what: str
+
+
+EXTRA_KEYS = [
+    KeyHelp("enter", "send (a message starting with `//` sends a literal `/`)"),
+    KeyHelp("ctrl+j / shift+enter", "new line in the prompt"),
+    KeyHelp("up / down", "recall earlier prompts (at the first / last line of the prompt)"),
+    KeyHelp("?", "this help (on an empty prompt)"),
+    KeyHelp("ctrl+p", "command palette: conversations, models, commands, themes"),
+    KeyHelp("shift+tab", "from the prompt to the messages; tab goes back"),
+    KeyHelp("pageup / pagedown / home / end", "scroll the messages (once they have focus)"),
+    KeyHelp("← / → on a message", "its other versions (marked ‹2/3›)"),
+]
 
 
 def commands_markdown() -> str:
@@ -18,21 +43,32 @@ def commands_markdown() -> str:
     return "| command | what it does |\n| --- | --- |\n" + rows
 
 
+def help_markdown(keys: list[KeyHelp]) -> str:
+    rows = "\n".join(f"| `{k.keys}` | {k.what} |" for k in [*keys, *EXTRA_KEYS])
+    return (
+        "## Keys\n\n| key | action |\n| --- | --- |\n"
+        + rows
+        + "\n\n## Commands\n\nType them in the prompt; most are in the palette too.\n\n"
+        + commands_markdown()
+        + "\n\n## Versions\n\nRegenerating a reply (ctrl+r) or editing a question (ctrl+e, "
+        "then Enter) keeps the old one: the conversation is a tree. A message with other "
+        "versions shows `‹2/3›`; focus it (shift+tab) and press ←/→, or press ctrl+t to "
+        "step through every complete version.\n"
+    )
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,f1", "dismiss", "Close", id="help.close")]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[KeyHelp]) -> None:
         super().__init__()
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        rows = "\n".join(f"| `{key}` | {desc} |" for key, desc in self.keys)
-        text = (
-            "# chat-tui\n\n## Keys\n\n| key | action |\n| --- | --- |\n"
-            + rows
-            + "\n\n## Commands\n\n"
-            + commands_markdown()
-            + "\n\nStart a message with `//` to send a literal `/`.\n\n*Esc closes this help.*"
-        )
-        with Vertical(classes="dialog wide"):
-            yield Markdown(text)
+        with Vertical(classes="dialog wide help"):
+            yield Label("chat-tui help · ↓ PgDn scroll · Esc closes", classes="help-title")
+            with VerticalScroll(id="help-body", can_focus=True):
+                yield Markdown(help_markdown(self.keys))
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()

@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, TabbedContent, TabPane
+from textual.widgets._footer import FooterKey
 
 from .. import safe_text
 from ..engine.controller import EndpointTarget, LocalTarget, Target
@@ -49,6 +50,23 @@ def tab_title(conv: Conversation) -> Content:
     return Content(safe_text.one_line(title, TAB_TITLE_WIDTH))
 
 
+class ChatFooter(Footer):
+    """The footer, ranking keys so that the few that matter most stay at every width
+    (app.tcss hides rank 2 and 3 on narrow terminals)."""
+
+    RANK = {
+        "stop": 1, "new_tab": 1, "pick_model": 1, "browse": 1, "help": 1, "quit": 1,
+        "close_tab": 2, "toggle_sidebar": 2,
+    }  # fmt: skip
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                rank = self.RANK.get(widget.action.rpartition(".")[2], 3)
+                widget.add_class(f"-rank-{rank}")
+            yield widget
+
+
 class ConversationTabs(TabbedContent):
     """Tabs that ignore a stale focus report.
 
@@ -68,29 +86,23 @@ class ConversationTabs(TabbedContent):
 class MainScreen(Screen):
     BINDINGS = [
         # priority: the prompt's TextArea has its own ctrl+w
-        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True),
-        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True),
-        Binding(
-            "ctrl+pagedown,alt+right",
-            "next_tab",
-            "Next tab",
-            show=False,
-            id="next_tab",
-            priority=True,
-        ),
-        Binding(
-            "ctrl+pageup,alt+left",
-            "previous_tab",
-            "Prev tab",
-            show=False,
-            id="previous_tab",
-            priority=True,
-        ),
-        Binding("escape", "stop", "Stop", id="stop"),
-        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True),
-        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True),
-        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True),
-    ]
+        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True,
+                tooltip="a new conversation tab"),
+        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True,
+                tooltip="close this tab (saved; asks first if it cannot be)"),
+        Binding("ctrl+pagedown,alt+right", "next_tab", "Next tab", show=False, id="next_tab",
+                priority=True, tooltip="next tab"),
+        Binding("ctrl+pageup,alt+left", "previous_tab", "Prev tab", show=False,
+                id="previous_tab", priority=True, tooltip="previous tab"),
+        Binding("escape", "stop", "Stop", id="stop",
+                tooltip="stop the reply (what was written is kept, marked stopped)"),
+        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True,
+                tooltip="saved conversations: search, open, rename, delete, export"),
+        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True,
+                tooltip="load another model (bundled, cached, recent, or typed)"),
+        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True,
+                tooltip="show or hide the side panel (model, settings, memory)"),
+    ]  # fmt: skip
     COMMANDS = {ConversationProvider, ModelProvider, SlashCommandProvider}
 
     def __init__(
@@ -127,7 +139,7 @@ class MainScreen(Screen):
             with Vertical(id="sidebar"):
                 yield SettingsPanel(self.controller.spec, id="settings")
                 yield MemoryMeter(id="memory")
-        yield Footer()
+        yield ChatFooter()
 
     async def on_mount(self) -> None:
         self.query_one("#sidebar").display = self.state.show_sidebar
@@ -448,6 +460,8 @@ class MainScreen(Screen):
         else:
             self.state.remember_model(model.spec.to_dict())
             self.notify(f"Loaded {model.name} in {model.load_seconds:.1f} s.", timeout=4)
+            if model.spec.device == "auto" or model.device == "cpu":
+                self.query_one(SettingsPanel).probe_hardware(model.device)
         self._show_model()
         self.sample_memory()
 

@@ -1,18 +1,28 @@
-"""The session browser (ctrl+o): search, open, rename, delete and export saved
+"""The session browser (ctrl+o): find, open, rename, delete and export saved
 conversations, through the sessions service (so an open conversation is changed in
-its tab, not behind its back)."""
+its tab, not behind its back).
+
+Typing always goes to the search box; Up/Down move through the results and Enter
+opens one. Actions are on keys that cannot be typed by accident (ctrl+r rename,
+ctrl+d delete, ctrl+e export). Reading the folder and searching run in a worker
+thread, so a large or slow folder never freezes the window; a file that cannot be
+read is listed with its reason and left alone.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from .. import safe_text
 from ..store.errors import StoreError
@@ -20,80 +30,155 @@ from .dialogs import ConfirmScreen, TextPrompt
 
 if TYPE_CHECKING:
     from ..store.sessions import Sessions
+    from ..store.store import Problem, SessionInfo
+
+SEARCH_DELAY = 0.25  # seconds of no typing before a search runs
+MATCH_STYLE = "bold reverse"
+
+
+@dataclass
+class Row:
+    info: SessionInfo
+    snippets: list[str]
+
+
+def highlight(text: str, query: str, style: str = MATCH_STYLE) -> Text:
+    """``text`` (already safe) with every case-insensitive occurrence of ``query``
+    styled."""
+    out = Text(text)
+    needle = query.casefold()
+    if needle:
+        folded = text.casefold()
+        start = folded.find(needle)
+        while start >= 0 and len(folded) == len(text):
+            out.stylize(style, start, start + len(needle))
+            start = folded.find(needle, start + len(needle))
+    return out
+
+
+def row_prompt(row: Row, query: str, width: int = 100) -> Text:
+    info = row.info
+    title = safe_text.one_line(info.title, 60)
+    meta = safe_text.one_line(
+        f"  {info.model or '-'} · {info.updated.replace('T', ' ')[:16]} · {info.messages} messages",
+        width,
+    )
+    prompt = highlight(title, query) + Text(meta, style="dim")
+    for snippet in row.snippets[:2]:
+        prompt += Text("\n    ") + highlight(safe_text.one_line(snippet, width), query)
+    return prompt
 
 
 class SessionBrowser(ModalScreen[str | None]):
-    """Saved conversations: search, open (Enter), rename (r), delete (d), export (e).
-
-    Deleting the conversation of an open tab closes that tab (the main screen hears of
-    it from the sessions service); renaming it relabels the tab."""
-
     BINDINGS = [
         Binding("escape", "cancel", "Close", id="browser.close"),
-        Binding("r", "rename", "Rename", id="browser.rename"),
-        Binding("d", "delete", "Delete", id="browser.delete"),
-        Binding("e", "export", "Export", id="browser.export"),
+        Binding("down", "move(1)", "Down", show=False, id="browser.down", priority=True),
+        Binding("up", "move(-1)", "Up", show=False, id="browser.up", priority=True),
+        Binding("pagedown", "move(10)", show=False, id="browser.page_down", priority=True),
+        Binding("pageup", "move(-10)", show=False, id="browser.page_up", priority=True),
+        Binding("ctrl+r", "rename", "Rename", id="browser.rename", priority=True),
+        Binding("ctrl+d", "delete", "Delete", id="browser.delete", priority=True),
+        Binding("ctrl+e", "export", "Export", id="browser.export", priority=True),
     ]
+
+    @dataclass
+    class Listed(Message):
+        rows: list[Row]
+        problems: list[Problem]
+        query: str
 
     def __init__(self, sessions: Sessions) -> None:
         super().__init__()
         self.sessions = sessions
+        self.query_text = ""
+        self.rows: list[Row] = []
+        self.loaded = False  # the first listing has arrived
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label("Conversations: Enter opens · r rename · d delete · e export · Esc closes")
-            yield Input(placeholder="search every conversation (Enter)", id="browser-search")
-            yield DataTable(id="browser-table", cursor_type="row")
-            yield Static("", id="browser-note", classes="note", markup=False)
+            yield Label(
+                "Conversations: type to search · ↑↓ choose · Enter opens · ctrl+r rename · "
+                "ctrl+d delete · ctrl+e export · Esc closes"
+            )
+            yield Input(placeholder="search every conversation", id="browser-search")
+            yield OptionList(id="browser-list")
+            yield Static("reading…", id="browser-note", classes="note", markup=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("title", "model", "updated", "messages")
-        self.reload()
-        table.focus()
+        self.query_one(Input).focus()
+        self.refresh_list()
 
-    def reload(self, ids: list[str] | None = None) -> None:
-        infos, problems = self.sessions.store.scan()
-        if ids is not None:
-            infos = [i for i in infos if i.id in ids]
-        table = self.query_one(DataTable)
-        table.clear()
-        for info in infos:
-            table.add_row(
-                Text(safe_text.one_line(info.title, 50)),
-                Text(safe_text.one_line(info.model or "-", 40)),
-                info.updated.replace("T", " ")[:16],
-                str(info.messages),
-                key=info.id,
-            )
-        note = f"{len(infos)} conversation(s)"
-        if problems:
-            note += "; unreadable (left unchanged): " + "; ".join(str(p) for p in problems)
+    # -- listing and searching (worker thread) ----------------------------------------------
+    def refresh_list(self) -> None:
+        self._list(self.query_text)
+
+    @work(thread=True, exclusive=True, group="browse", exit_on_error=False)
+    def _list(self, query: str) -> None:
+        store = self.sessions.store
+        infos, problems = store.scan()
+        if query.strip():
+            rows = [Row(hit.info, hit.snippets) for hit in store.search(query.strip())]
+        else:
+            rows = [Row(info, []) for info in infos]
+        self.post_message(self.Listed(rows, problems, query))
+
+    def on_session_browser_listed(self, message: Listed) -> None:
+        if message.query != self.query_text:
+            return  # an older search finished after a newer one started
+        self.rows = message.rows
+        self.loaded = True
+        options = self.query_one(OptionList)
+        keep = self.selected()
+        options.clear_options()
+        for row in self.rows:
+            options.add_option(Option(row_prompt(row, message.query.strip()), id=row.info.id))
+        if self.rows:
+            ids = [r.info.id for r in self.rows]
+            options.highlighted = ids.index(keep) if keep in ids else 0
+        if message.query.strip():
+            note = f"{len(self.rows)} conversation(s) mention {message.query.strip()!r}"
+        else:
+            note = f"{len(self.rows)} conversation(s)"
+        if message.problems:
+            note += "; unreadable (left unchanged): " + "; ".join(str(p) for p in message.problems)
         self.query_one("#browser-note", Static).update(Text(safe_text.one_line(note)))
 
+    @on(Input.Changed, "#browser-search")
+    def _typed(self, event: Input.Changed) -> None:
+        self.query_text = event.value
+        self.set_timer(SEARCH_DELAY, lambda value=event.value: self._search_if_still(value))
+
+    def _search_if_still(self, value: str) -> None:
+        if value == self.query_text:
+            self._list(value)
+
+    # -- choosing ----------------------------------------------------------------------------
     def selected(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
+        options = self.query_one(OptionList)
+        if options.highlighted is None or not options.option_count:
             return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return options.get_option_at_index(options.highlighted).id
+
+    def action_move(self, step: int) -> None:
+        options = self.query_one(OptionList)
+        if options.option_count:
+            current = options.highlighted if options.highlighted is not None else 0
+            options.highlighted = max(0, min(options.option_count - 1, current + step))
 
     @on(Input.Submitted, "#browser-search")
-    def search(self, event: Input.Submitted) -> None:
-        query = event.value.strip()
-        if not query:
-            self.reload()
-            return
-        hits = self.sessions.store.search(query)
-        self.reload([h.info.id for h in hits])
-        self.query_one(DataTable).focus()
+    def _enter(self) -> None:
+        conv_id = self.selected()
+        if conv_id is not None:
+            self.dismiss(conv_id)
 
-    @on(DataTable.RowSelected)
-    def open_row(self, event: DataTable.RowSelected) -> None:
-        self.dismiss(event.row_key.value)
+    @on(OptionList.OptionSelected)
+    def _clicked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    # -- actions -------------------------------------------------------------------------
     def action_rename(self) -> None:
         conv_id = self.selected()
         if conv_id is None:
@@ -105,9 +190,10 @@ class SessionBrowser(ModalScreen[str | None]):
                     self.sessions.rename(conv_id, value)
                 except StoreError as exc:
                     self.notify(str(exc), title="Not renamed", severity="error", timeout=10)
-                self.reload()
+                self.refresh_list()
 
-        self.app.push_screen(TextPrompt("New title", self.sessions.title_of(conv_id)), done)
+        current = safe_text.one_line(self.sessions.title_of(conv_id))
+        self.app.push_screen(TextPrompt("New title", current), done)
 
     def action_delete(self) -> None:
         conv_id = self.selected()
@@ -122,7 +208,7 @@ class SessionBrowser(ModalScreen[str | None]):
                     self.sessions.delete(conv_id)
                 except StoreError as exc:
                     self.notify(str(exc), title="Not deleted", severity="error", timeout=10)
-                self.reload()
+                self.refresh_list()
 
         self.app.push_screen(
             ConfirmScreen(f"Delete '{title}'? It is kept in the trash.{tab}"), done
@@ -132,15 +218,13 @@ class SessionBrowser(ModalScreen[str | None]):
         conv_id = self.selected()
         if conv_id is None:
             return
-        from ..store import export as exporter
-        from ..store.atomic import atomic_write, ensure_dir
+        from ..store.export import export_to_folder
 
+        folder = self.sessions.store.root / "exports"
         try:
-            conv = self.sessions.load_for_view(conv_id)
-            folder = ensure_dir(self.sessions.store.root / "exports")
-            for fmt in ("md", "json"):
-                atomic_write(folder / f"{conv_id}.{fmt}", exporter.export(conv, fmt))
-        except (StoreError, OSError) as exc:
-            self.notify(f"Could not export: {exc}", title="Not exported", severity="error")
+            paths = export_to_folder(self.sessions.load_for_view(conv_id), folder, ("md", "json"))
+        except StoreError as exc:
+            self.notify(str(exc), title="Not exported", severity="error", timeout=15)
             return
-        self.notify(f"Exported to {folder}/{conv_id}.md and .json", timeout=8)
+        names = " and ".join(p.name for p in paths)
+        self.notify(f"Exported to {folder}: {names}.", timeout=8)

@@ -212,6 +212,18 @@ class Conversation:
         parent, role = message.parent, message.role
         return [m for m in self.messages if m.parent == parent and m.role == role]
 
+    def sibling_position(self, message_id: str) -> tuple[int, int]:
+        """(1-based index, count) of a message among its versions (siblings)."""
+        siblings = self.siblings(message_id)
+        ids = [m.id for m in siblings]
+        return ids.index(message_id) + 1, len(ids)
+
+    def leaves(self) -> list[Message]:
+        """The last message of every branch, oldest branch first: each is one complete
+        version of the conversation."""
+        parents = {m.parent for m in self.messages if m.parent is not None}
+        return [m for m in self.messages if m.id not in parents]
+
     def leaf_of(self, message_id: str) -> str:
         """The newest leaf below ``message_id`` (to switch to an older branch)."""
         children = self.children()

@@ -86,11 +86,27 @@ class ChatPane(Vertical):
 
     BINDINGS = [
         # priority: the prompt's TextArea has its own ctrl+e / ctrl+y editing keys
-        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="regenerate", priority=True),
-        Binding("ctrl+e", "edit_previous", "Edit", show=False, id="edit_previous", priority=True),
-        Binding("ctrl+y", "copy_reply", "Copy", show=False, id="copy_reply", priority=True),
-        Binding("ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch", priority=True),
-    ]
+        Binding(
+            "ctrl+r", "regenerate", "Regenerate", show=False, id="regenerate", priority=True,
+            tooltip="a new version of the last reply (the old one stays reachable)",
+        ),
+        Binding(
+            "ctrl+e", "edit_previous", "Edit", show=False, id="edit_previous", priority=True,
+            tooltip="edit your last question (again: the one before); Enter resends it",
+        ),
+        Binding(
+            "ctrl+g", "continue_reply", "Continue", show=False, id="continue_reply",
+            priority=True, tooltip="continue the last (stopped or cut-off) reply",
+        ),
+        Binding(
+            "ctrl+y", "copy_reply", "Copy", show=False, id="copy_reply", priority=True,
+            tooltip="copy the last reply (OSC 52: works over SSH and in tmux)",
+        ),
+        Binding(
+            "ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch", priority=True,
+            tooltip="step through every version of the conversation",
+        ),
+    ]  # fmt: skip
 
     generating: reactive[bool] = reactive(False)
 
@@ -130,15 +146,21 @@ class ChatPane(Vertical):
         self.cannot_merge = False  # the file was deleted or became unreadable elsewhere
         self._buffer: _ChunkBuffer | None = None
         self._show_merge = False  # another writer's messages arrived while streaming
+        self.outside_context = 0  # oldest messages the model did not see last turn
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="messages"):
-            for message in self.conversation.transcript:
-                yield MessageView(message)
+            yield from self._views()
         yield Static("", classes="status", markup=False)
         history = [m.content for m in self.conversation.messages if m.role == "user"]
         yield PromptInput(history=history[-200:], classes="prompt")
+
+    def _view(self, message: ChatMessage) -> MessageView:
+        return MessageView(message, self.conversation.sibling_position(message.id))
+
+    def _views(self) -> list[MessageView]:
+        return [self._view(m) for m in self.conversation.transcript]
 
     def on_mount(self) -> None:
         self.update_status()
@@ -165,7 +187,9 @@ class ChatPane(Vertical):
         model = self.controller.model
         parts: list[str] = []
         if model is not None:
-            parts += [model.name, model.spec.precision_label + f"/{model.dtype}", model.device]
+            label = model.spec.precision_label
+            precision = label if label == model.dtype else f"{label}/{model.dtype}"
+            parts += [model.name.removesuffix(" (bundled)"), precision, model.device]
             parts.append(self._context_text(model.context_limit))
         else:
             parts.append(self.controller.status or "no model")
@@ -180,6 +204,8 @@ class ChatPane(Vertical):
             parts.append(f"first token {ttft * 1000:.0f} ms")
         if tps:
             parts.append(f"{tps:.1f} tok/s")
+        if self.outside_context:
+            parts.append(f"{self.outside_context} earlier msgs outside the context")
         if self.unsaved:
             parts.append("NOT SAVED")
         if self.waiting:
@@ -310,7 +336,7 @@ class ChatPane(Vertical):
             await self.rebuild()
         else:
             message = self.conversation.append("user", text)
-            await self.messages_view.mount(MessageView(message))
+            await self.messages_view.mount(self._view(message))
         self.save()
         if self.conversation.title != title:
             self.post_message(self.TitleChanged(self))
@@ -404,9 +430,17 @@ class ChatPane(Vertical):
         message.stop()
         self.waiting = False
         self.turn = message.info
+        self.mark_outside_context(message.info.dropped_messages)
         for notice in message.info.notices:
-            self.notify(notice, timeout=6)
+            self.notify(notice, timeout=8)
         self.update_status()
+
+    def mark_outside_context(self, dropped: int) -> None:
+        """Dim the oldest ``dropped`` messages the model did not see this turn."""
+        self.outside_context = dropped
+        views = [v for v in self.query(MessageView) if v is not self.reply_view]
+        for index, view in enumerate(views):
+            view.set_outside_context(index < dropped)
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         message.stop()
@@ -460,6 +494,7 @@ class ChatPane(Vertical):
             view = None
         if view is not None and reply is not None:
             view.message = reply
+            view.version = conv.sibling_position(reply.id)
             await view.finish()
             if self.continuing is None and text != self.partial:
                 await view.set_text(text)
@@ -567,23 +602,45 @@ class ChatPane(Vertical):
         )
 
     async def action_cycle_branch(self, step: int = 1) -> None:
-        """Switch to the next version of the latest turn that has several (regenerated
-        replies, or an edited question and its answers)."""
-        transcript = self.conversation.transcript
-        if not transcript or self.generating:
+        """Go to the next complete version of the conversation (every branch of the
+        tree in turn: regenerated replies, edited questions and what followed them)."""
+        if self.generating:
             return
-        for message in reversed(transcript):
-            siblings = self.conversation.siblings(message.id)
-            if len(siblings) > 1:
-                break
-        else:
-            self.notify("This reply has no other versions.", timeout=3)
+        leaves = self.conversation.leaves()
+        if len(leaves) < 2:
+            self.notify("This conversation has no other versions.", timeout=3)
             return
-        index = (siblings.index(message) + step) % len(siblings)
-        self.conversation.switch_to(siblings[index].id)
+        ids = [m.id for m in leaves]
+        head = self.conversation.head
+        current = ids.index(head) if head in ids else -1
+        index = (current + step) % len(ids)
+        self.conversation.head = ids[index]
+        self.conversation.touch()
         self.save()
         await self.rebuild()
-        self.notify(f"Version {index + 1} of {len(siblings)}.", timeout=3)
+        self.notify(f"Version {index + 1} of {len(ids)}.", timeout=3)
+
+    @on(MessageView.SwitchVersion)
+    async def _switch_version(self, event: MessageView.SwitchVersion) -> None:
+        """←/→ on a focused message: its previous/next version, and what followed it."""
+        event.stop()
+        if self.generating:
+            self.notify("Still answering; press Esc to stop it first.", severity="warning")
+            return
+        message = event.view.message
+        siblings = self.conversation.siblings(message.id)
+        if len(siblings) < 2:
+            return
+        ids = [m.id for m in siblings]
+        index = (ids.index(message.id) + event.step) % len(ids)
+        position = self.conversation.transcript.index(message)
+        self.conversation.switch_to(ids[index])
+        self.save()
+        await self.rebuild()
+        views = list(self.query(MessageView))
+        if position < len(views):
+            views[position].focus()
+            views[position].scroll_visible(animate=False)
 
     def action_copy_reply(self, what: str = "") -> None:
         reply = self.last_reply()
@@ -713,6 +770,8 @@ class ChatPane(Vertical):
                 f"first token {ttft}, {tps} tok/s, stop: {reply.stop_reason}"
             )
         model = self.controller.model
+        if self.turn is not None and self.turn.settings is not None:
+            lines.append(f"settings: {self.turn.settings.describe()}")
         if model is not None:
             lines.append(
                 f"model: {model.name}, {model.dtype} on {model.device}, "
@@ -732,7 +791,7 @@ class ChatPane(Vertical):
         """Re-render the active branch (after an edit, a branch switch or /clear)."""
         view = self.messages_view
         await view.remove_children()
-        await view.mount_all([MessageView(m) for m in self.conversation.transcript])
+        await view.mount_all(self._views())
         view.scroll_end(animate=False)
         self.update_status()
 

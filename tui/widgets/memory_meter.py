@@ -34,10 +34,9 @@ class MemoryMeter(Vertical):
     def show(self, sample: MemorySample) -> None:
         snap = sample.snapshot
         self.rss_history.append(float(snap.process_rss))
-        total = human_bytes(snap.system_total).split()[0]
         lines = [
             f"RAM (app) {human_bytes(snap.process_rss)}",
-            f"free      {human_bytes(snap.system_available)} / {total}",
+            f"free      {human_bytes(snap.system_available)} / {human_bytes(snap.system_total)}",
         ]
         for acc in snap.accelerators:
             lines.append(f"{acc.device:<9} {human_bytes(acc.allocated)} allocated")

@@ -7,9 +7,13 @@ conversation keeps the text exactly as received.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Markdown, Static
 
@@ -20,8 +24,12 @@ from ..store.model import Message as ChatMessage
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
-def describe(message: ChatMessage) -> str:
+def describe(message: ChatMessage, version: tuple[int, int] | None = None) -> str:
+    """The header line; ``version`` (index, count) adds ``‹2/3›`` to a message that has
+    other versions (a regenerated reply, an edited question)."""
     parts = [ROLE_LABEL.get(message.role, message.role)]
+    if version is not None and version[1] > 1:
+        parts[0] += f" ‹{version[0]}/{version[1]}›"
     if message.role == "assistant":
         if message.model:
             parts.append(message.model)
@@ -36,23 +44,48 @@ def describe(message: ChatMessage) -> str:
     return " · ".join(parts)
 
 
-class MessageView(Vertical):
-    """A chat message. ``streaming`` is set while tokens arrive."""
+class MessageView(Vertical, can_focus=True):
+    """A chat message. ``streaming`` is set while tokens arrive. Focused (shift+tab
+    from the prompt), ←/→ switch to its other versions."""
+
+    BINDINGS = [
+        Binding("left", "version(-1)", "Previous version", id="message.previous_version"),
+        Binding("right", "version(1)", "Next version", id="message.next_version"),
+    ]
 
     streaming: reactive[bool] = reactive(False)
 
-    def __init__(self, message: ChatMessage, **kwargs) -> None:
+    @dataclass
+    class SwitchVersion(Message):
+        view: MessageView
+        step: int
+
+    def __init__(
+        self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
+    ) -> None:
         classes = f"{message.role} {kwargs.pop('classes', '')}".strip()
         super().__init__(classes=classes, **kwargs)
         self.message = message
+        self.version = version
         self._stream = None
+
+    def set_outside_context(self, outside: bool) -> None:
+        if outside != self.has_class("-outside-context"):
+            self.set_class(outside, "-outside-context")
+            self.refresh_header()
+
+    def action_version(self, step: int) -> None:
+        self.post_message(self.SwitchVersion(self, step))
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
         yield Markdown(safe_text.visible(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
-        return Text(safe_text.one_line(describe(self.message)))
+        header = describe(self.message, self.version)
+        if self.has_class("-outside-context"):
+            header += " · outside the model's context"
+        return Text(safe_text.one_line(header))
 
     @property
     def body(self) -> Markdown:

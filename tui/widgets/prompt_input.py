@@ -39,6 +39,11 @@ class PromptInput(TextArea):
                 self.remember(text)
                 self.post_message(self.Submitted(self, text))
             return
+        if event.character == "?" and not self.text:  # help, on an empty prompt
+            event.prevent_default()
+            event.stop()
+            await self.run_action("app.help")
+            return
         if event.key in ("ctrl+j", "shift+enter", "alt+enter"):
             event.prevent_default()
             event.stop()

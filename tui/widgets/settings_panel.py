@@ -23,7 +23,10 @@ PRECISIONS = [
     ("8-bit (bitsandbytes)", "8bit"),
     ("4-bit nf4 (bitsandbytes)", "4bit"),
 ]
-DEVICES = ["auto", "cpu", "cuda:0", "cuda:1", "mps"]
+PRECISION_NAMES = dict((value, label) for label, value in PRECISIONS)
+# until the hardware is probed (off the UI thread, once torch is loaded): only what
+# exists everywhere
+DEVICES = ["auto", "cpu"]
 ATTENTION = ["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"]
 GENERATION_FIELDS = [
     ("max_new_tokens", "max new tokens"),
@@ -62,6 +65,11 @@ class SettingsPanel(VerticalScroll):
     class EstimateReady(Message):
         text: str
 
+    @dataclass
+    class HardwareProbed(Message):
+        devices: list[str]
+        precisions: dict[str, str]  # name -> label with its warning ("bf16 — slow on …")
+
     def __init__(self, spec: ModelSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec = spec
@@ -85,7 +93,8 @@ class SettingsPanel(VerticalScroll):
         precision = spec.quantization if spec.quantization != "none" else spec.dtype
         yield Select(PRECISIONS, value=precision, allow_blank=False, id="precision")
         yield Label("device")
-        yield Select([(d, d) for d in DEVICES], value=spec.device, allow_blank=False, id="device")
+        devices = DEVICES + ([spec.device] if spec.device not in DEVICES else [])
+        yield Select([(d, d) for d in devices], value=spec.device, allow_blank=False, id="device")
         yield Label("attention")
         yield Select(
             [(a, a) for a in ATTENTION],
@@ -116,6 +125,33 @@ class SettingsPanel(VerticalScroll):
         for selector in ("#precision", "#device", "#attention"):
             self.query_one(selector).disabled = remote
 
+    # -- what this machine has -----------------------------------------------------------
+    @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
+    def probe_hardware(self, device: str = "cpu") -> None:
+        """List the devices that exist and mark precisions slow on ``device`` (a probe
+        of a few hundred milliseconds, once per process)."""
+        from ..engine import devices
+
+        names = ["auto", *devices.device_names()]
+        where = device if device != "auto" else names[1] if len(names) > 1 else "cpu"
+        labels: dict[str, str] = {}
+        for item in devices.precisions(where):
+            if item.name in PRECISION_NAMES and item.label != item.name:
+                labels[item.name] = item.label
+        self.post_message(self.HardwareProbed(names, labels))
+
+    def on_settings_panel_hardware_probed(self, message: HardwareProbed) -> None:
+        device = self.query_one("#device", Select)
+        current = device.value
+        device.set_options([(d, d) for d in message.devices])
+        device.value = current if current in message.devices else "auto"
+        precision = self.query_one("#precision", Select)
+        chosen = precision.value
+        precision.set_options(
+            [(message.precisions.get(value, label), value) for label, value in PRECISIONS]
+        )
+        precision.value = chosen
+
     def show_conversation(self, system_prompt: str, settings: dict[str, Any]) -> None:
         """Fill the conversation fields from the active tab."""
         self.query_one("#system-prompt", TextArea).load_text(system_prompt)
@@ -131,7 +167,9 @@ class SettingsPanel(VerticalScroll):
         self.query_one("#model-source", Input).value = spec.source
         precision = spec.quantization if spec.quantization != "none" else spec.dtype
         self.query_one("#precision", Select).value = precision
-        self.query_one("#device", Select).value = spec.device if spec.device in DEVICES else "auto"
+        device = self.query_one("#device", Select)
+        known = [value for _label, value in device._options]
+        device.value = spec.device if spec.device in known else "auto"
         self.query_one("#attention", Select).value = spec.attn_implementation
         self.refresh_estimate()
 

@@ -1,0 +1,68 @@
+"""Hostile text reaches the app's every sink as plain, neutralized text: the message
+view, the tab label, the status line, the header, notifications and the session
+browser. What is drawn (the screen's rendered segments) carries no control character,
+nothing is read as markup, and the conversation still stores the text as received."""
+
+from __future__ import annotations
+
+from tests.hostile import CORPUS, controls_in
+from tui.screens.session_browser import SessionBrowser
+
+SIZE = (120, 40)
+ALL = "\n\n".join(f"{name}: {text}" for name, text in CORPUS.items() if len(text) < 5000)
+
+
+def drawn(app) -> str:
+    """Every character on screen, from the compositor's segments (what the driver would
+    write, before any SVG or test escaping)."""
+    strips = app.screen._compositor.render_strips()
+    return "".join(segment.text for strip in strips for segment in strip)
+
+
+def assert_clean(app) -> None:
+    text = drawn(app)
+    assert controls_in(text) == set(), sorted(controls_in(text))
+    text.encode("utf-8")  # no lone surrogate
+
+
+async def test_a_hostile_reply_title_model_and_error_are_drawn_harmlessly(
+    make_app, engine, dirs, ui
+):
+    engine.loaded.name = "evil\x1b]0;pwned\x07-model [bold]x[/bold]"
+    engine.replies = [[ALL[: len(ALL) // 2], ALL[len(ALL) // 2 :]]]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        title = "\x1b[2J\x1b]0;title\x07[/bold] \ud800 tab"
+        await ui.send(pilot, title)
+        pane = app.main_screen.active_pane
+        assert pane.conversation.transcript[-1].content == ALL  # stored as received
+        assert pane.conversation.transcript[0].content == title
+        await ui.wait_until(pilot, lambda: "␛" in drawn(app), "the reply on screen")
+        assert_clean(app)
+        assert "[/bold]" in drawn(app)  # shown literally, never taken as markup
+        # a server error that looks like markup, in a notification
+        engine.chat_error = RuntimeError("[/bold] \x1b[31mfailed\x1b[0m \x9b2J")
+        await ui.send(pilot, "again")
+        await ui.wait_until(pilot, lambda: ui.notes(app, "error"), "the error")
+        assert_clean(app)
+        conv_id = pane.conversation.id
+    saved = dirs.store().load(conv_id)
+    assert saved.transcript[0].content == title and saved.transcript[1].content == ALL
+
+
+async def test_hostile_titles_and_models_in_the_session_browser(make_app, dirs, ui):
+    store = dirs.store()
+    for name, text in list(CORPUS.items())[:20]:
+        conv = store.new(model={"source": f"m {text[:40]}"})
+        conv.append("user", text)
+        conv.title = f"{name}: {text[:60]}"
+        store.save(conv)
+    (store.folder / "[x=1=2]bad\x1b]0;t\x07.toml").write_text("not = [toml")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ui.ready(pilot)
+        await pilot.press("ctrl+o")
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, SessionBrowser), "browser")
+        await ui.wait_until(pilot, lambda: "unreadable" in drawn(app), "the list")
+        assert_clean(app)
+        assert "[x=1=2]bad" in drawn(app)
