@@ -95,11 +95,11 @@ def _colour(value: object, where: str) -> str:
     from textual.color import Color, ColorParseError
 
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be a colour in quotes, e.g. \"#5fa8d3\"")
+        raise ValueError(f'{where} must be a colour in quotes, e.g. "#5fa8d3"')
     try:
         Color.parse(value)
     except ColorParseError:
-        raise ValueError(f"{where} = {value!r} is not a colour (try \"#5fa8d3\")") from None
+        raise ValueError(f'{where} = {value!r} is not a colour (try "#5fa8d3")') from None
     return value
 
 
@@ -131,7 +131,7 @@ def theme_from_toml(text: str, stem: str) -> Theme:
     colours = {key: _colour(data[key], key) for key in THEME_COLOURS if key in data}
     variables = data.get("variables", {})
     if not isinstance(variables, dict):
-        raise ValueError("[variables] must be a table of name = \"value\"")
+        raise ValueError('[variables] must be a table of name = "value"')
     extra = {}
     for key, value in variables.items():
         if not isinstance(value, str):
