@@ -66,3 +66,43 @@ async def test_hostile_titles_and_models_in_the_session_browser(make_app, dirs, 
         await ui.wait_until(pilot, lambda: "unreadable" in drawn(app), "the list")
         assert_clean(app)
         assert "[x=1=2]bad" in drawn(app)
+
+
+HOSTILE_FILES = {
+    "deep.toml": b"a = " + b"[" * 100_000 + b"]" * 100_000,
+    "bytes.toml": bytes(range(256)) * 4,
+    "head-list.toml": b'schema_version = 2\nid = "head-list"\nhead = ["a"]\nmessages = []\n',
+    "old-five.toml": b'schema_version = 1\nid = "old-five"\nmessages = 5\n',
+    "cycle.toml": (
+        b'schema_version = 2\nid = "cycle"\nhead = "a"\n'
+        b'[[messages]]\nid = "a"\nparent = "b"\nrole = "user"\ncontent = "x"\n'
+        b'[[messages]]\nid = "b"\nparent = "a"\nrole = "assistant"\ncontent = "y"\n'
+    ),
+    "escape\x1b]0;t\x07.toml": b"\x1b]0;pwned\x07 = 1\n",
+}
+
+
+async def test_hostile_files_beside_a_healthy_conversation(make_app, dirs, ui):
+    """The healthy conversation opens and is listed; every hostile file is listed as
+    unreadable with its reason, and not one byte of them changes."""
+    store = dirs.store()
+    good = store.new(model={"source": "default"})
+    good.append("user", "the healthy one")
+    store.save(good)
+    for name, data in HOSTILE_FILES.items():
+        (store.folder / name).write_bytes(data)
+    (store.folder / ".index.json").write_text('{"version": 2, "files": {"x": [1, 2]}}')
+    dirs.set_open_tabs([good.id, "cycle", "deep"])
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        assert [p.conversation.id for p in app.main_screen.panes()] == [good.id]
+        await ui.send(pilot, "still answering")
+        await pilot.press("ctrl+o")
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, SessionBrowser), "browser")
+        await ui.wait_until(pilot, lambda: app.screen.loaded, "the list")
+        assert [r.info.id for r in app.screen.rows] == [good.id]
+        note = str(app.screen.query_one("#browser-note").render())
+        assert note.count("unreadable") == 1 and "cycle" in note
+        assert_clean(app)
+    for name, data in HOSTILE_FILES.items():
+        assert (store.folder / name).read_bytes() == data, name

@@ -229,3 +229,15 @@ async def test_continue_has_a_key(make_app, engine, ui):
         await ui.settle(pilot)
         assert engine.calls[-1].continue_final
         assert pane.conversation.transcript[-1].content == "Once upon was a cat."
+
+
+async def test_settings_from_the_command_line_apply_to_new_conversations(make_app, engine, ui):
+    """`chat-tui max_new_tokens=60` must bound the replies of the app's conversations."""
+    app = make_app(settings_args=["max_new_tokens=60", "temperature=0.5"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.send(pilot, "hello")
+        assert engine.calls[-1].settings == {"max_new_tokens": 60, "temperature": 0.5}
+        await pilot.press("ctrl+n")
+        await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "a new tab")
+        await ui.send(pilot, "again")
+        assert engine.calls[-1].settings == {"max_new_tokens": 60, "temperature": 0.5}

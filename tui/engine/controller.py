@@ -87,6 +87,15 @@ class ModelController:
     def endpoint_url(self) -> str | None:
         return self.active.endpoint_url if self.active is not None else None
 
+    def default_settings(self) -> dict[str, object]:
+        """The generation settings given on the command line (``key=value``): what a
+        new conversation starts with."""
+        from .settings import GenerationSettings
+
+        settings = GenerationSettings()
+        settings.update(self.settings_args)  # validated by the command line already
+        return dict(settings.values)
+
     def local_spec(self) -> ModelSpec:
         """The local model's spec (loaded, or the one to load)."""
         local = self.local.loaded if self.local is not None else None

@@ -195,7 +195,9 @@ class MainScreen(Screen):
 
     def new_conversation(self) -> Conversation:
         return self.sessions.new(
-            model=self.controller.spec.to_dict(), system_prompt=self.system_prompt or ""
+            model=self.controller.spec.to_dict(),
+            system_prompt=self.system_prompt or "",
+            settings=self.controller.default_settings(),
         )
 
     async def add_tab(self, conv: Conversation, remember: bool = True) -> ChatPane:
