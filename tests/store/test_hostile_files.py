@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.helpers import HEALTHY_NAME, add_healthy, finishes, run_cli, snapshot_files
-from tui.store import Conversation, CorruptSessionError, Message, SessionStore, codec
+from tui.store import ChatMessage, Conversation, CorruptSessionError, SessionStore, codec
 from tui.store.store import INDEX_VERSION
 
 V2 = 'schema_version = 2\nid = "x"\n'
@@ -149,9 +149,9 @@ def test_tree_walks_are_bounded_even_on_a_cycle() -> None:
     no walk may spin."""
     conv = Conversation(id="c")
     conv.messages = [
-        Message("user", "a", id="a", parent="c"),
-        Message("assistant", "b", id="b", parent="a"),
-        Message("user", "c", id="c", parent="b"),
+        ChatMessage("user", "a", id="a", parent="c"),
+        ChatMessage("assistant", "b", id="b", parent="a"),
+        ChatMessage("user", "c", id="c", parent="b"),
     ]
     conv.head = "a"
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile import CORPUS, TERMINAL_CONTROLS
-from tui.store import Conversation, DuplicateIdError, Message, SessionStore, codec
+from tui.store import ChatMessage, Conversation, DuplicateIdError, SessionStore, codec
 from tui.store import export as exporter
 from tui.store import model as model_module
 
@@ -127,7 +127,7 @@ def test_message_ids_are_long_and_checked_on_insert(monkeypatch: pytest.MonkeyPa
     c = conv.branch_from(b.id, "user", "c again")
     assert [a.id, b.id, c.id] == ["aa" * 8, "bb" * 8, "cc" * 8]
     with pytest.raises(DuplicateIdError):
-        conv.add(Message("user", "dup", id=a.id))
+        conv.add(ChatMessage("user", "dup", id=a.id))
     with pytest.raises(DuplicateIdError):
         conv.append("user", "dup", id=a.id)
     assert len({m.id for m in conv.messages}) == len(conv.messages)

@@ -158,7 +158,7 @@ class Engine(ChatEngine):
         event = stop_event or threading.Event()
         while not self._generate_lock.acquire(timeout=0.05):
             if event.is_set():
-                stats = generation.GenerationStats(stop_reason=generation.STOP_STOPPED)
+                stats = generation.GenerationStats(stop_reason=generation.StopReason.STOPPED)
                 return generation.GenerationResult("", stats)
         try:
             loaded = self.require_model()

@@ -14,14 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..reasons import StopReason
 from . import libs
 from .errors import GenerationError, OutOfMemoryError
 from .settings import EffectiveSettings
-
-STOP_EOS = "eos"
-STOP_LENGTH = "length"
-STOP_STOPPED = "stopped"
-STOP_ERROR = "error"
 
 
 @dataclass
@@ -32,7 +28,7 @@ class GenerationStats:
     time_to_first_token: float | None = None
     tokens_per_second: float | None = None
     total_seconds: float = 0.0
-    stop_reason: str = STOP_EOS
+    stop_reason: StopReason = StopReason.EOS
     error: str | None = None
     dropped_messages: int = 0
     """Oldest messages left out of the prompt because the conversation did not fit the
@@ -370,7 +366,7 @@ def generate(
         else:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             err = GenerationError(f"Generation failed: {type(exc).__name__}: {first}")
-        stats.stop_reason = STOP_ERROR
+        stats.stop_reason = StopReason.ERROR
         stats.error = str(err)
         cache = None
     finished = time.perf_counter()
@@ -391,15 +387,15 @@ def generate(
         decode_time = finished - streamer.first_token_at
         if stats.new_tokens > 1 and decode_time > 0:
             stats.tokens_per_second = (stats.new_tokens - 1) / decode_time
-    if stats.stop_reason != STOP_ERROR:
+    if stats.stop_reason != StopReason.ERROR:
         eos = config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if event.is_set():
-            stats.stop_reason = STOP_STOPPED
+            stats.stop_reason = StopReason.STOPPED
         elif (new_ids and new_ids[-1] in eos_ids) or streamer.hit_stop:
-            stats.stop_reason = STOP_EOS
+            stats.stop_reason = StopReason.EOS
         elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
-            stats.stop_reason = STOP_LENGTH
+            stats.stop_reason = StopReason.LENGTH
 
     if use_cache_reuse and cache is not None:
         all_ids = list(prompt_ids) + list(new_ids)

@@ -53,14 +53,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from ..reasons import StopReason
 from ..safe_text import fix_surrogates
 from .chat_format import with_system
 from .errors import EngineError
 from .generation import (
-    STOP_EOS,
-    STOP_ERROR,
-    STOP_LENGTH,
-    STOP_STOPPED,
     GenerationResult,
     GenerationStats,
     TurnInfo,
@@ -1061,14 +1058,14 @@ def stream_chat(
             reply.whole(whole)
         else:
             _stream_events(exchange, reply, event)
-        stats.stop_reason = STOP_LENGTH if reply.finish == "length" else STOP_EOS
+        stats.stop_reason = StopReason.LENGTH if reply.finish == "length" else StopReason.EOS
     except _Stopped:
-        stats.stop_reason = STOP_STOPPED
+        stats.stop_reason = StopReason.STOPPED
     except RemoteError as exc:  # reported as a result, with whatever was streamed
-        stats.stop_reason = STOP_ERROR
+        stats.stop_reason = StopReason.ERROR
         stats.error = str(exc)
     except _Lost as exc:
-        stats.stop_reason = STOP_ERROR
+        stats.stop_reason = StopReason.ERROR
         if reply.chunks:
             stats.error = (
                 f"The connection to {endpoint.host} dropped mid-reply ({exc}); the partial "

@@ -10,17 +10,17 @@ from .errors import (
     UnsupportedSchemaError,
 )
 from .merge import MergeReport
-from .model import Conversation, DuplicateIdError, Message
+from .model import ChatMessage, Conversation, DuplicateIdError
 from .store import Problem, SearchHit, SessionInfo, SessionStore, file_stem_for_name
 
 __all__ = [
+    "ChatMessage",
     "Conversation",
     "ConversationGoneError",
     "CorruptSessionError",
     "DiskError",
     "DuplicateIdError",
     "MergeReport",
-    "Message",
     "NotFoundError",
     "Problem",
     "SearchHit",

@@ -32,7 +32,7 @@ from typing import Any
 import tomli_w
 
 from .errors import CorruptSessionError, StoreError, UnsupportedSchemaError, short
-from .model import ROLES, Conversation, Message, find_cycle, new_id, now
+from .model import ROLES, ChatMessage, Conversation, find_cycle, new_id, now
 
 SCHEMA_VERSION = 2
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -203,7 +203,7 @@ def to_document(conv: Conversation, *, escape: bool = True) -> dict[str, Any]:
     return doc
 
 
-def _message_entry(m: Message, escape: bool) -> dict[str, Any]:
+def _message_entry(m: ChatMessage, escape: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": m.id}
     if m.parent:
         entry["parent"] = m.parent
@@ -525,9 +525,9 @@ def _from_document(doc: Any, source: str, json_values: bool) -> Conversation:
 
 def _messages(
     raw_messages: list[Any], source: str, json_values: bool
-) -> tuple[list[Message], dict[str, str]]:
+) -> tuple[list[ChatMessage], dict[str, str]]:
     """The messages, and how repeated ids were renamed (original id -> last new id)."""
-    out: list[Message] = []
+    out: list[ChatMessage] = []
     renames: dict[str, str] = {}
     all_ids = {
         raw.get("id")
@@ -587,5 +587,5 @@ def _messages(
                 raise _fail(source, f"{where} has an invalid {key}")
             meta[key] = value
         time = _time(raw["time"], source, f"{where} time") if "time" in raw else now()
-        out.append(Message(role=role, content=content, id=mid, parent=parent, time=time, **meta))
+        out.append(ChatMessage(role=role, content=content, id=mid, parent=parent, time=time, **meta))
     return out, renames

@@ -30,7 +30,7 @@ from .errors import (
     label,
     short,
 )
-from .model import Conversation, DuplicateIdError, Message, make_title, new_id, now, unique_ids
+from .model import ChatMessage, Conversation, DuplicateIdError, make_title, new_id, now, unique_ids
 
 FORMATS = ("md", "json")
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -283,7 +283,7 @@ def _from_chat_list(
     ids = unique_ids(len(items))
     stamp = now()
     parent: str | None = None
-    messages: list[Message] = []
+    messages: list[ChatMessage] = []
     for number, (item, mid) in enumerate(zip(items, ids, strict=True), first_number):
         if not isinstance(item, dict) or not isinstance(item.get("content"), str):
             raise StoreError(f"{source}: message {number} has no text content.")
@@ -291,7 +291,7 @@ def _from_chat_list(
         if role not in ("user", "assistant", "system"):
             raise StoreError(f"{source}: message {number} has an unknown role {short(role, 30)}.")
         messages.append(
-            Message(role=role, content=item["content"], id=mid, parent=parent, time=stamp)
+            ChatMessage(role=role, content=item["content"], id=mid, parent=parent, time=stamp)
         )
         parent = mid
     conv.messages = messages

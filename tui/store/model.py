@@ -5,7 +5,7 @@ message of the active branch; the active transcript is the path from the root to
 Replacing a reply (regenerate) or a user turn (edit and resend) adds a sibling and
 moves the head, so the old branch stays in the file and reachable.
 
-Message ids are 16 hex characters and checked for uniqueness on insert. Every walk of
+ChatMessage ids are 16 hex characters and checked for uniqueness on insert. Every walk of
 the tree is bounded by the number of messages, so even a tree with a parent cycle
 (which the codec refuses to load) cannot make a walk spin.
 """
@@ -53,7 +53,7 @@ class DuplicateIdError(ValueError):
 
 
 @dataclass
-class Message:
+class ChatMessage:
     role: str
     content: str
     id: str = field(default_factory=new_id)
@@ -86,7 +86,7 @@ class Conversation:
     model: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
-    messages: list[Message] = field(default_factory=list)
+    messages: list[ChatMessage] = field(default_factory=list)
     head: str | None = None
     revision: int = 0  # bumped on every save
     # (inode, size, mtime_ns) of the file when last read or written by this process: if the
@@ -96,13 +96,13 @@ class Conversation:
     last_merge: MergeReport | None = field(default=None, compare=False, repr=False)
     # The values as last read or saved, for the 3-way merge of a save (None: never on disk).
     _base: Snapshot | None = field(default=None, init=False, compare=False, repr=False)
-    _index: dict[str, Message] | None = field(default=None, init=False, compare=False, repr=False)
+    _index: dict[str, ChatMessage] | None = field(default=None, init=False, compare=False, repr=False)
     _index_key: tuple[int, int, int] | None = field(
         default=None, init=False, compare=False, repr=False
     )
 
     # -- lookups ---------------------------------------------------------------------
-    def _by_id(self) -> dict[str, Message]:
+    def _by_id(self) -> dict[str, ChatMessage]:
         """id -> message, kept up to date cheaply while messages are only appended."""
         messages = self.messages
         count = len(messages)
@@ -121,7 +121,7 @@ class Conversation:
         self._index_key = (id(messages), count, id(messages[-1]) if messages else 0)
         return index
 
-    def get(self, message_id: str | None) -> Message | None:
+    def get(self, message_id: str | None) -> ChatMessage | None:
         """The message with this id, or None."""
         if not message_id:
             return None
@@ -140,7 +140,7 @@ class Conversation:
             if not self.has_id(candidate):
                 return candidate
 
-    def add(self, message: Message) -> Message:
+    def add(self, message: ChatMessage) -> ChatMessage:
         """Insert a message built elsewhere (import, merge); its id must be new."""
         if not isinstance(message.id, str) or not message.id:
             raise DuplicateIdError("a message needs an id")
@@ -149,9 +149,9 @@ class Conversation:
         self.messages.append(message)
         return message
 
-    def _insert(self, role: str, content: str, parent: str | None, meta: dict) -> Message:
+    def _insert(self, role: str, content: str, parent: str | None, meta: dict) -> ChatMessage:
         explicit = "id" in meta
-        message = Message(role=role, content=content, parent=parent, **meta)
+        message = ChatMessage(role=role, content=content, parent=parent, **meta)
         if self.has_id(message.id):
             if explicit:
                 raise DuplicateIdError(f"message id {message.id!r} is already used")
@@ -162,10 +162,10 @@ class Conversation:
         return message
 
     # -- the active branch -----------------------------------------------------------
-    def path(self, head: str | None = None) -> list[Message]:
+    def path(self, head: str | None = None) -> list[ChatMessage]:
         """Messages from the root to ``head`` (default: the conversation's head)."""
         index = self._by_id()
-        out: list[Message] = []
+        out: list[ChatMessage] = []
         current = index.get(head or self.head or "")
         seen: set[str] = set()
         limit = len(self.messages)
@@ -177,20 +177,20 @@ class Conversation:
         return out
 
     @property
-    def transcript(self) -> list[Message]:
+    def transcript(self) -> list[ChatMessage]:
         return self.path()
 
     def chat_messages(self) -> list[dict[str, str]]:
         """The active branch as role/content dicts, ready for a chat template."""
         return [m.as_chat() for m in self.transcript if m.role != "system"]
 
-    def append(self, role: str, content: str, **meta: Any) -> Message:
+    def append(self, role: str, content: str, **meta: Any) -> ChatMessage:
         message = self._insert(role, content, self.head, meta)
         if role == "user" and self.title == "New conversation":
             self.title = make_title(content)
         return message
 
-    def branch_from(self, message_id: str, role: str, content: str, **meta: Any) -> Message:
+    def branch_from(self, message_id: str, role: str, content: str, **meta: Any) -> ChatMessage:
         """A sibling of ``message_id`` (same parent) that becomes the new head; the old
         message and everything after it stay reachable."""
         old = self.get(message_id)
@@ -198,14 +198,14 @@ class Conversation:
             raise KeyError(message_id)
         return self._insert(role, content, old.parent, meta)
 
-    def children(self) -> dict[str | None, list[Message]]:
+    def children(self) -> dict[str | None, list[ChatMessage]]:
         """Each parent id (None for roots) to its children, in insertion order."""
-        out: dict[str | None, list[Message]] = {}
+        out: dict[str | None, list[ChatMessage]] = {}
         for m in self.messages:
             out.setdefault(m.parent, []).append(m)
         return out
 
-    def siblings(self, message_id: str) -> list[Message]:
+    def siblings(self, message_id: str) -> list[ChatMessage]:
         message = self.get(message_id)
         if message is None:
             raise KeyError(message_id)
@@ -218,7 +218,7 @@ class Conversation:
         ids = [m.id for m in siblings]
         return ids.index(message_id) + 1, len(ids)
 
-    def leaves(self) -> list[Message]:
+    def leaves(self) -> list[ChatMessage]:
         """The last message of every branch, oldest branch first: each is one complete
         version of the conversation."""
         parents = {m.parent for m in self.messages if m.parent is not None}
@@ -276,7 +276,7 @@ class Conversation:
         return copy.deepcopy(self)
 
 
-def find_cycle(messages: list[Message]) -> str | None:
+def find_cycle(messages: list[ChatMessage]) -> str | None:
     """The id of a message whose ancestors loop back on themselves, or None.
 
     Iterative and linear in the number of messages."""
@@ -320,11 +320,11 @@ MESSAGE_FIELDS = (
 )
 
 
-def fingerprint(m: Message) -> tuple[Any, ...]:
+def fingerprint(m: ChatMessage) -> tuple[Any, ...]:
     return tuple(getattr(m, name) for name in MESSAGE_FIELDS)
 
 
-def message_digest(m: Message) -> int:
+def message_digest(m: ChatMessage) -> int:
     try:
         return hash(fingerprint(m))
     except TypeError:  # an unhashable value slipped in: compare by identity instead

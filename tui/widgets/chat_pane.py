@@ -31,8 +31,7 @@ from .. import clipboard, safe_text, slash_commands
 from ..messages import GenerationFinished, GenerationStarted, TokenChunk
 from ..reasons import StopReason
 from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
-from ..store.model import Conversation
-from ..store.model import Message as ChatMessage
+from ..store.model import ChatMessage, Conversation
 from .message_view import MessageView
 from .prompt_input import PromptInput
 

@@ -19,7 +19,7 @@ from textual.widgets import Markdown, Static
 
 from .. import safe_text
 from ..reasons import cut_short
-from ..store.model import Message as ChatMessage
+from ..store.model import ChatMessage
 
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
