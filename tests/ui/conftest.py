@@ -450,8 +450,8 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
         from textual.widgets import Sparkline, Static
 
         self.query_one(".memory-lines", Static).update(
-            "RAM (app) 512.0 MiB\nfree      6.0 GiB / 8.0 GiB\n"
-            "weights   50.0 MiB\nKV cache  0 B (this tab)"
+            "RAM app  512.0 MiB\nfree     6.0 GiB / 8.0 GiB\n"
+            "weights  50.0 MiB\nKV cache 0 B (this tab)"
         )
         self.query_one(Sparkline).data = [float(i % 7) for i in range(60)]
 

@@ -144,11 +144,11 @@ async def test_memory_meter_shows_process_ram_after_a_sample(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         lines = app.query_one("#memory .memory-lines", Static)
         await ui.wait_until(
-            pilot, lambda: str(lines.content).startswith("RAM (app)"), "a memory sample"
+            pilot, lambda: str(lines.content).startswith("RAM app"), "a memory sample"
         )
         text = str(lines.content)
         assert "MiB" in text.splitlines()[0] or "GiB" in text.splitlines()[0]
-        assert "weights   50.0 MiB" in text  # the fake model's footprint
+        assert "weights  50.0 MiB" in text  # the fake model's footprint
         assert "KV cache" in text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Label, OptionList, Static
 
 from tui.engine.errors import MissingFilesError
@@ -164,12 +165,15 @@ async def test_session_browser_lists_conversations_and_enter_opens_one(make_app,
         assert len(app.main_screen.panes()) == 3
 
 
-async def test_typing_in_the_browser_searches_and_never_triggers_an_action(make_app, dirs, ui):
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_typing_in_the_browser_searches_and_never_triggers_an_action(
+    make_app, dirs, ui, size
+):
     """Every letter goes to the search box: "rename", "delete" and "export" typed there
     do nothing but search; the results show the matching snippet."""
     bananas, apples = saved_conversations(dirs)
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         screen = await open_browser(pilot, ui)
         for word in ("red", "export", "e r d"):
             await ui.type(pilot, word)

@@ -56,15 +56,16 @@ async def test_help_reaches_the_last_key_and_command_by_keyboard(make_app, dirs,
         assert app.screen is app.main_screen
 
 
+@pytest.mark.parametrize("size", SIZES)
 async def test_every_version_of_an_edited_and_regenerated_turn_is_reachable(
-    make_app, engine, dirs, ui
+    make_app, engine, dirs, ui, size
 ):
     """Ask, stop, regenerate, edit the question and resend: three versions, all
     reachable with ctrl+t and with ←/→ on a focused message, each marked ‹i/n›."""
     engine.replies = [["First", " try", " never", " ends"], ["Second try"], ["Edited answer"]]
     engine.hold_after = 1
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         pane = app.main_screen.active_pane
         await ui.paste(pilot, "question")
         await pilot.press("enter")
@@ -148,9 +149,10 @@ async def test_a_conversation_longer_than_the_context_says_so_and_generates(
         assert reply.prompt_tokens <= 512
 
 
-async def test_the_device_list_offers_only_devices_that_exist(make_app, ui):
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_device_list_offers_only_devices_that_exist(make_app, ui, size):
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         panel = app.main_screen.query_one(SettingsPanel)
         device = panel.query_one("#device", Select)
         assert [value for _label, value in device._options] == ["auto", "cpu"]
@@ -176,16 +178,18 @@ chat-user = "#073642"
 """
 
 
-async def test_a_user_theme_file_appears_in_the_palette(make_app, dirs, ui):
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_user_theme_file_appears_in_the_palette(make_app, dirs, ui, size):
     folder = dirs.config / "themes"
     folder.mkdir(parents=True)
     (folder / "mine.toml").write_text(USER_THEME)
     (folder / "broken.toml").write_text('primray = "#fff"\n')
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         assert "solarised-mine" in app.available_themes
         (warning,) = [n for n in ui.notes(app, "warning") if "broken.toml" in n.message]
         assert "primray" in warning.message
+        app.clear_notifications()  # a toast must not cover the palette's list
         await pilot.press("ctrl+p")
         await ui.wait_until(pilot, lambda: app.screen is not app.main_screen, "the palette")
         await ui.paste(pilot, "theme")

@@ -171,3 +171,24 @@ def test_default_model_one_shot(run_cli) -> None:
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_the_start_model_is_decided_in_one_place() -> None:
+    """Command line > the user's [model] > the last model loaded > the bundled one; an
+    option given on the command line always wins (``--dtype fp32`` over a remembered
+    4-bit model means an unquantized fp32 model)."""
+    from tui.cli import build_parser, choose_spec, spec_overrides
+
+    def given(*argv: str) -> dict:
+        return spec_overrides(build_parser().parse_intermixed_args(list(argv)), None)
+
+    remembered = {"source": "org/remembered", "quantization": "4bit", "dtype": "auto"}
+    configured = {"source": "org/configured", "dtype": "bf16"}
+    assert choose_spec(given(), None, None).source == "default"
+    assert choose_spec(given(), None, remembered).quantization == "4bit"
+    assert choose_spec(given(), configured, remembered).source == "org/configured"
+    spec = choose_spec(given("--dtype", "fp32"), None, remembered)
+    assert (spec.source, spec.dtype, spec.quantization) == ("org/remembered", "fp32", "none")
+    spec = choose_spec(given("--model", "org/named"), configured, remembered)
+    assert (spec.source, spec.dtype, spec.quantization) == ("org/named", "auto", "none")
+    assert choose_spec(given("--device", "cpu"), {"source": 5}, remembered).device == "cpu"

@@ -35,17 +35,17 @@ class MemoryMeter(Vertical):
         snap = sample.snapshot
         self.rss_history.append(float(snap.process_rss))
         lines = [
-            f"RAM (app) {human_bytes(snap.process_rss)}",
-            f"free      {human_bytes(snap.system_available)} / {human_bytes(snap.system_total)}",
+            f"RAM app  {human_bytes(snap.process_rss)}",
+            f"free     {human_bytes(snap.system_available)} / {human_bytes(snap.system_total)}",
         ]
         for acc in snap.accelerators:
-            lines.append(f"{acc.device:<9} {human_bytes(acc.allocated)} allocated")
-            lines.append(f"{'':<9} {human_bytes(acc.reserved)} reserved")
+            lines.append(f"{acc.device:<8} {human_bytes(acc.allocated)} allocated")
+            lines.append(f"{'':<8} {human_bytes(acc.reserved)} reserved")
         if self.remote:
             weights = "remote (on the server)"
         else:
             weights = human_bytes(sample.weights) if sample.weights else "—"
-        lines.append(f"weights   {weights}")
-        lines.append(f"KV cache  {human_bytes(sample.cache)} (this tab)")
+        lines.append(f"weights  {weights}")
+        lines.append(f"KV cache {human_bytes(sample.cache)} (this tab)")
         self.query_one(".memory-lines", Static).update("\n".join(lines))
         self.query_one(Sparkline).data = list(self.rss_history)
