@@ -8,21 +8,35 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from . import safe_text, slash_commands
 
 if TYPE_CHECKING:
-    from .screens.main import MainScreen
+    from .state import AppState
+    from .store.sessions import Sessions
+
+
+class PaletteHost(Protocol):
+    """What the providers need from the screen that opened the palette."""
+
+    sessions: Sessions
+    state: AppState
+
+    async def open_conversation(self, conv_id: str) -> None: ...
+
+    def load_source(self, source: str) -> None: ...
+
+    async def run_on_pane(self, action: str) -> None: ...
 
 
 class ConversationProvider(Provider):
     """Switch to an open tab or open a saved conversation."""
 
     async def search(self, query: str) -> Hits:
-        screen: MainScreen = self.screen  # type: ignore[assignment]
+        screen: PaletteHost = self.screen  # type: ignore[assignment]
         matcher = self.matcher(query)
         infos = await asyncio.to_thread(screen.sessions.store.list)
         for info in infos[:500]:
@@ -43,7 +57,7 @@ class ModelProvider(Provider):
     """Load a recent or bundled model."""
 
     async def search(self, query: str) -> Hits:
-        screen: MainScreen = self.screen  # type: ignore[assignment]
+        screen: PaletteHost = self.screen  # type: ignore[assignment]
         matcher = self.matcher(query)
         for source in dict.fromkeys(["default", *screen.state.recent_models]):
             text = f"Load model: {safe_text.one_line(source)}"
@@ -63,7 +77,7 @@ class SlashCommandProvider(Provider):
     """The slash commands that need no argument, run on the active conversation."""
 
     def _hits(self):
-        screen: MainScreen = self.screen  # type: ignore[assignment]
+        screen: PaletteHost = self.screen  # type: ignore[assignment]
         for command in slash_commands.COMMANDS.values():
             if command.argument == slash_commands.REQUIRED:
                 continue  # needs an argument: type it in the chat instead

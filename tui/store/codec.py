@@ -587,5 +587,7 @@ def _messages(
                 raise _fail(source, f"{where} has an invalid {key}")
             meta[key] = value
         time = _time(raw["time"], source, f"{where} time") if "time" in raw else now()
-        out.append(ChatMessage(role=role, content=content, id=mid, parent=parent, time=time, **meta))
+        out.append(
+            ChatMessage(role=role, content=content, id=mid, parent=parent, time=time, **meta)
+        )
     return out, renames

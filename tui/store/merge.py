@@ -11,50 +11,17 @@ merge against the values as last read or saved, kept in a :class:`Snapshot`).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any
 
 from .model import (
     FIELDS,
     MESSAGE_FIELDS,
     Conversation,
+    MergeReport,
     Snapshot,
     fingerprint,
     message_digest,
 )
-
-
-@dataclass
-class MergeReport:
-    """What another writer contributed to a save."""
-
-    merged: list[str] = field(default_factory=list)  # ids of messages added from the other side
-    updated: list[str] = field(default_factory=list)  # ids of messages the other side edited
-    fields: list[str] = field(default_factory=list)  # scalar fields taken from the other side
-    kept: list[str] = field(default_factory=list)  # fields both changed: this side's value kept
-
-    @property
-    def count(self) -> int:
-        return len(self.merged)
-
-    def __bool__(self) -> bool:
-        return bool(self.merged or self.updated or self.fields)
-
-    def describe(self) -> str:
-        """One sentence for a notification."""
-        parts = []
-        if self.merged:
-            n = len(self.merged)
-            parts.append(f"{n} message{'s' if n != 1 else ''} from another chat-tui were merged")
-        if self.updated:
-            n = len(self.updated)
-            parts.append(f"{n} message{'s' if n != 1 else ''} edited elsewhere were updated")
-        if self.fields:
-            parts.append("its " + ", ".join(f.replace("_", " ") for f in self.fields) + " changed")
-        if not parts:
-            return "Nothing needed merging."
-        text = "; ".join(parts)
-        return text[0].upper() + text[1:] + "."
 
 
 def merge(mine: Conversation, theirs: Conversation, base: Snapshot | None) -> MergeReport:

@@ -16,10 +16,7 @@ import copy
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .merge import MergeReport
+from typing import Any
 
 ROLES = ("system", "user", "assistant")
 ID_BYTES = 8  # 16 hex characters: no birthday collisions in any real conversation
@@ -96,7 +93,9 @@ class Conversation:
     last_merge: MergeReport | None = field(default=None, compare=False, repr=False)
     # The values as last read or saved, for the 3-way merge of a save (None: never on disk).
     _base: Snapshot | None = field(default=None, init=False, compare=False, repr=False)
-    _index: dict[str, ChatMessage] | None = field(default=None, init=False, compare=False, repr=False)
+    _index: dict[str, ChatMessage] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
     _index_key: tuple[int, int, int] | None = field(
         default=None, init=False, compare=False, repr=False
     )
@@ -344,3 +343,36 @@ def snapshot(conv: Conversation) -> Snapshot:
         fields={name: copy.deepcopy(getattr(conv, name)) for name in FIELDS},
         messages={m.id: message_digest(m) for m in conv.messages},
     )
+
+
+@dataclass
+class MergeReport:
+    """What another writer contributed to a save."""
+
+    merged: list[str] = field(default_factory=list)  # ids of messages added from the other side
+    updated: list[str] = field(default_factory=list)  # ids of messages the other side edited
+    fields: list[str] = field(default_factory=list)  # scalar fields taken from the other side
+    kept: list[str] = field(default_factory=list)  # fields both changed: this side's value kept
+
+    @property
+    def count(self) -> int:
+        return len(self.merged)
+
+    def __bool__(self) -> bool:
+        return bool(self.merged or self.updated or self.fields)
+
+    def describe(self) -> str:
+        """One sentence for a notification."""
+        parts = []
+        if self.merged:
+            n = len(self.merged)
+            parts.append(f"{n} message{'s' if n != 1 else ''} from another chat-tui were merged")
+        if self.updated:
+            n = len(self.updated)
+            parts.append(f"{n} message{'s' if n != 1 else ''} edited elsewhere were updated")
+        if self.fields:
+            parts.append("its " + ", ".join(f.replace("_", " ") for f in self.fields) + " changed")
+        if not parts:
+            return "Nothing needed merging."
+        text = "; ".join(parts)
+        return text[0].upper() + text[1:] + "."
