@@ -96,7 +96,7 @@ def broken_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
 def test_heavy_imports_race_on_a_busy_machine(tiny_llama_dir, broken_dir, test_env) -> None:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        for attempt in range(3):
+        for attempt in range(2):  # the old code failed every one
             done = subprocess.run(
                 [sys.executable, "-c", RACE, str(tiny_llama_dir), str(broken_dir), str(ROOT)],
                 capture_output=True,
