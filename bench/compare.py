@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.engine import machine  # noqa: E402
+from bench.engine import machine
 
 NEW_TOKENS = int(os.environ.get("BENCH_NEW_TOKENS", "64"))
 SPECS = ["@bf16", "@8bit", "@4bit"]
@@ -99,9 +99,7 @@ def main() -> None:
         ttft = median([r.stats.time_to_first_token for r in replies])
         tps = median([r.stats.tokens_per_second for r in replies])
         same = sum(1 for r in replies if r.first_divergence is None)
-        divergence = median(
-            [r.first_divergence for r in replies if r.first_divergence is not None]
-        )
+        divergence = median([r.first_divergence for r in replies if r.first_divergence is not None])
         name = label + (" (baseline)" if replies[0].is_reference else "")
         print(
             f"{name:<18}{human_bytes(replies[0].weights_bytes):>11}"

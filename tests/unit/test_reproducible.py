@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.helpers import run_cli
-from tui.engine import GenerationSettings
+from tui.engine import Engine, GenerationSettings, ModelSpec
 from tui.engine.errors import EngineError
 from tui.engine.provenance import Provenance, differences, weights_fingerprint
 from tui.engine.replay import replay
@@ -224,3 +224,24 @@ def test_a_reply_without_a_snapshot_cannot_be_replayed(data_dir) -> None:
     code, out, err = run_cli("--data-dir", data_dir, "--replay", "old")
     assert code == 1 and out == ""
     assert "no snapshot of how it was made" in err
+
+
+def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
+    llama_engine, tiny_qwen_dir, monkeypatch
+) -> None:
+    from tui.engine import compare
+
+    first = llama_engine.chat(HELLO, settings=sampled("seed=5"))
+    other = Engine()
+    other.load(ModelSpec(source=str(tiny_qwen_dir)))
+    other.chat(HELLO, conversation_id="kept")
+    before = (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept"))
+    monkeypatch.setattr(
+        compare,
+        "plan_placement",
+        lambda engine, spec, tokens: (compare.PLACEMENT_SEQUENTIAL, "They do not both fit."),
+    )
+    report = replay(HELLO, first.text, first.stats.provenance.to_dict(), engine=other)
+    assert report.identical and report.notes == ["They do not both fit."]
+    assert (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept")) == before
+    assert other.chat(HELLO, conversation_id="kept").stats.reused_tokens > 0

@@ -16,7 +16,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from . import memory
 from .engine import Engine
 from .errors import EngineError
 from .generation import STOP_STOPPED, GenerationResult
@@ -93,10 +95,11 @@ def replay(
     """Generate the reply to ``messages`` again from ``snapshot`` and compare it with
     ``saved_text``.
 
-    ``engine``: an engine to use if it has exactly the snapshot's model loaded (the
-    app's); otherwise a new engine loads the snapshot's model and is unloaded after.
-    (For the app: when the loaded model differs, :func:`.compare.compare_turn`'s
-    memory rules apply too; this function only loads a model of its own.)
+    ``engine``: the app's engine. It is used as it is when it has exactly the snapshot's
+    model loaded; otherwise the snapshot's model loads into an engine of its own,
+    beside it when the memory estimate says both fit, or while its weights are set
+    aside (:meth:`Engine.set_aside`; loaded again afterwards, KV caches kept), and is
+    unloaded after. Without ``engine``, the snapshot's model is simply loaded.
     ``saved_stop_reason``: a reply that was cut short (stopped, interrupted) is
     identical when the replay begins with it. Raises :class:`EngineError` (one
     sentence) when the snapshot cannot be replayed or its model cannot be loaded."""
@@ -111,49 +114,33 @@ def replay(
             "This reply was continued after it was first made; it cannot be replayed."
         )
     spec = saved.model_spec()
-    settings = saved.generation_settings()
     event = stop_event or threading.Event()
-
-    own: Engine | None = None
-    if engine is not None and engine.loaded is not None and engine.loaded.spec == spec:
-        target = engine
+    run = _Replay(saved, messages, system_prompt, event, on_text, progress)
+    notes: list[str] = []
+    if engine is None:
+        result, tokenizer = run.on_own_engine(spec)
     else:
-        own = target = Engine(prompt_lookup=saved.speculative.get("prompt_lookup"))
-        target.reuse_cache = False
-        target.load(spec, progress)
-        draft = saved.speculative.get("assistant_model")
-        if isinstance(draft, str):
-            target.load_assistant(spec.with_changes(source=draft), progress)
-    try:
-        with target.exclusive(event) as held:
+        with engine.exclusive(event) as held:
             if not held:
                 return ReplayReport(False, "", saved_text, stopped=True)
-            prompt_lookup = target.prompt_lookup
-            wanted_lookup = saved.speculative.get("prompt_lookup")
-            target.prompt_lookup = wanted_lookup if isinstance(wanted_lookup, int) else None
-            try:
-                result = target.chat(
-                    messages,
-                    system_prompt=system_prompt,
-                    conversation_id=None,
-                    settings=settings,
-                    stop_event=event,
-                    on_text=on_text,
-                    speculative=bool(saved.speculative),
-                )
-            finally:
-                target.prompt_lookup = prompt_lookup
-            tokenizer = target.require_model().tokenizer
-    finally:
-        if own is not None:
-            loaded, own.loaded, own.assistant = own.loaded, None, None
-            if loaded is not None:
-                loaded.unload()
-            from . import memory
+            loaded = engine.loaded
+            if loaded is not None and loaded.model is not None and loaded.spec == spec:
+                result, tokenizer = run.on(engine)
+            else:
+                from .compare import PLACEMENT_SEQUENTIAL, plan_placement
 
-            memory.release()
+                tokens = (saved.prompt_tokens or 0) + int(saved.settings.get("max_new_tokens") or 0)
+                where, why = plan_placement(engine, spec, tokens)
+                if where == PLACEMENT_SEQUENTIAL and loaded is not None:
+                    notes.append(why)
+                    with engine.set_aside(progress):
+                        result, tokenizer = run.on_own_engine(spec)
+                else:
+                    result, tokenizer = run.on_own_engine(spec)
+    if result is None:
+        return ReplayReport(False, "", saved_text, stopped=True, notes=notes)
 
-    report = ReplayReport(False, result.text, saved_text, result=result)
+    report = ReplayReport(False, result.text, saved_text, result=result, notes=notes)
     if result.stats.stop_reason == STOP_STOPPED and event.is_set():
         report.stopped = True
         return report
@@ -178,6 +165,67 @@ def replay(
     report.first_token = first_divergence(saved_ids, new_ids)
     report.first_char = _first_char(saved_text, result.text)
     return report
+
+
+class _Replay:
+    """The generation of one replay, on whichever engine holds the model."""
+
+    def __init__(
+        self,
+        saved: Provenance,
+        messages: Sequence[dict[str, str]],
+        system_prompt: str | None,
+        event: threading.Event,
+        on_text: Callable[[str], None] | None,
+        progress: Progress | None,
+    ) -> None:
+        self.saved = saved
+        self.messages = list(messages)
+        self.system_prompt = system_prompt
+        self.event = event
+        self.on_text = on_text
+        self.progress = progress
+
+    def on(self, engine: Engine) -> tuple[GenerationResult | None, Any]:
+        """Generate on ``engine`` with the snapshot's settings, seed and speculation."""
+        saved = self.saved
+        with engine.exclusive(self.event) as held:
+            if not held:
+                return None, None
+            previous = engine.prompt_lookup
+            wanted = saved.speculative.get("prompt_lookup")
+            engine.prompt_lookup = wanted if isinstance(wanted, int) else None
+            try:
+                result = engine.chat(
+                    self.messages,
+                    system_prompt=self.system_prompt,
+                    conversation_id=None,
+                    settings=saved.generation_settings(),
+                    stop_event=self.event,
+                    on_text=self.on_text,
+                    speculative=bool(saved.speculative),
+                )
+            finally:
+                engine.prompt_lookup = previous
+            return result, engine.require_model().tokenizer
+
+    def on_own_engine(self, spec: ModelSpec) -> tuple[GenerationResult | None, Any]:
+        """Load ``spec`` (and the snapshot's draft model) in an engine of its own,
+        generate, unload."""
+        own = Engine()
+        own.reuse_cache = False
+        try:
+            own.load(spec, self.progress)
+            draft = self.saved.speculative.get("assistant_model")
+            if isinstance(draft, str):
+                own.load_assistant(spec.with_changes(source=draft), self.progress)
+            return self.on(own)
+        finally:
+            loaded, own.loaded, own.assistant = own.loaded, None, None
+            if loaded is not None:
+                loaded.unload()
+            del loaded
+            memory.release()
 
 
 def spec_of(snapshot: dict) -> ModelSpec:
