@@ -27,6 +27,17 @@ examples:
   chat-tui model.Q4_K_M.gguf                 a GGUF file (converted once, then cached)
   chat-tui --prompt "What is the capital of France?" do_sample=false
   echo "Summarise: ..." | chat-tui --prompt - max_new_tokens=200
+  chat-tui --prompt "Why is the sky blue?" --compare @bf16 --compare @4bit
+                                             the same turn at other precisions, side by side
+  chat-tui --prompt-lookup 10 --prompt "..." --compare @same-no-draft
+                                             what speculative decoding buys on this turn
+  chat-tui --replay NAME                     make the last reply of NAME again from its
+                                             snapshot: "identical", or where it diverges
+
+SPEC (for --compare) is [MODEL][@PRECISION]: @fp32, @bf16, @fp16, @8bit, @4bit (nf4),
+  @4bit-fp4, optionally after a model (./other@bf16, Qwen/Qwen2.5-0.5B-Instruct@4bit); a
+  model alone keeps the loaded model's precision; @same-no-draft is the loaded model
+  without --assistant-model/--prompt-lookup.
 
 generation settings are GenerationConfig fields given as key=value, e.g.
   temperature=0.7 top_p=0.9 top_k=50 max_new_tokens=512 do_sample=true seed=42
@@ -93,6 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument(
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
+    )
+    chat.add_argument(
+        "--compare",
+        action="append",
+        metavar="SPEC",
+        help="one-shot: answer the prompt again with SPEC (repeatable) and print a table",
+    )
+    chat.add_argument(
+        "--compare-settings",
+        choices=["greedy", "turn"],
+        default="greedy",
+        help="--compare: greedy for a fair comparison (default), or the turn's own "
+        "settings and seed",
+    )
+    chat.add_argument(
+        "--compare-load",
+        choices=["auto", "together", "sequential"],
+        default="auto",
+        help="--compare: load the other model beside this one, or one after the other "
+        "(auto: by the memory estimate)",
+    )
+    chat.add_argument(
+        "--replay",
+        metavar="CONVERSATION[:MESSAGE]",
+        help="make a saved reply again from its snapshot and say whether it is identical "
+        "(MESSAGE: an id, or a 1-based index in the conversation, negative from the end; "
+        "default the last reply)",
     )
     chat.add_argument(
         "--raw",
@@ -539,6 +577,8 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
             store.save(conv)
         except StoreError as exc:  # answer anyway; say so at the end
             save_error = exc
+    if ns.compare:
+        return run_compare(ns, engine, store, conv, save_error, progress)
 
     stop = threading.Event()
     stdout = Stdout(raw=ns.raw and not sys.stdout.isatty())
@@ -587,16 +627,13 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         reason = StopReason.INTERRUPTED
     else:
         reason = StopReason(stats.stop_reason) if stats else StopReason.ERROR
+    fields = stats.message_fields() if stats else {}
+    fields.update(stop_reason=reason)
     conv.append(
         "assistant",
         text,
         model=engine.loaded.name if engine.loaded else spec.display_name,
-        prompt_tokens=stats.prompt_tokens if stats else None,
-        new_tokens=stats.new_tokens if stats else None,
-        time_to_first_token=stats.time_to_first_token if stats else None,
-        tokens_per_second=stats.tokens_per_second if stats else None,
-        stop_reason=reason,
-        error=stats.error if stats else None,
+        **fields,
     )
     saved = False
     if store is not None:
@@ -625,6 +662,240 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         error(stats.error)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def run_compare(ns: argparse.Namespace, engine, store, conv, save_error, progress) -> int:
+    """--compare: the turn answered by the loaded model and by each SPEC; each reply
+    printed under its label, then one table (stdout); notes on stderr. The replies are
+    saved as sibling branches of the turn, each labelled with its spec; the loaded
+    model's reply stays on the active branch."""
+    import signal
+
+    from .engine import EngineError
+    from .engine.compare import compare_turn
+    from .reasons import StopReason
+    from .store import StoreError
+
+    stop = threading.Event()
+    stdout = Stdout(raw=ns.raw and not sys.stdout.isatty())
+    shown = {"index": -1, "open": False}
+    closed: list[StdoutFailed] = []
+
+    def emit(text: str, flush: bool = True, raw: bool = False) -> None:
+        if closed:
+            return
+        try:
+            if raw:  # our own text (labels, the table): already clean
+                Stdout._emit(text, flush)
+            else:
+                stdout.write(text, flush=flush)
+        except StdoutFailed as exc:
+            closed.append(exc)
+            stop.set()
+
+    def end_reply() -> None:
+        if shown["open"] and not closed:
+            try:
+                stdout.finish()
+            except StdoutFailed as exc:
+                closed.append(exc)
+                stop.set()
+            emit("\n\n", raw=True)
+        shown["open"] = False
+
+    def on_reply_text(index: int, chunk: str) -> None:
+        if index != shown["index"]:
+            end_reply()
+            shown["index"] = index
+        if not shown["open"]:
+            label = labels.get(index, f"#{index}")
+            emit(f"[{one_line(label)}]\n", raw=True)
+            shown["open"] = True
+        emit(chunk)
+
+    def on_progress(step) -> None:
+        if step.stage in ("loading", "restoring") and step.fraction is not None:
+            progress(step.fraction, step.message)
+        elif step.stage == "generating":
+            progress.clear()
+
+    from .engine.spec import parse_compare_spec, precision_tag
+    from .safe_text import one_line, visible
+
+    loaded = engine.require_model() if hasattr(engine, "require_model") else None
+    labels: dict[int, str] = {}
+    try:
+        parsed = [parse_compare_spec(text) for text in ns.compare]
+        if loaded is not None:
+            labels[0] = precision_tag(loaded.spec, loaded.dtype) + " (reference)"
+        for number, wanted in enumerate(parsed, 1):
+            labels[number] = wanted.label
+    except EngineError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+
+    def on_reply(reply) -> None:
+        end_reply()
+
+    interrupts = _Interrupts(stop)
+    comparison = None
+    try:
+        comparison = compare_turn(
+            engine,
+            conv.chat_messages(),
+            parsed,
+            system_prompt=conv.system_prompt or None,
+            use_turn_settings=ns.compare_settings == "turn",
+            placement={"sequential": "one after the other"}.get(ns.compare_load, ns.compare_load),
+            stop_event=stop,
+            on_progress=on_progress,
+            on_text=on_reply_text,
+            on_reply=on_reply,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        interrupts.received = interrupts.received or int(signal.SIGINT)
+    except EngineError as exc:
+        interrupts.restore()
+        progress.clear()
+        end_reply()
+        error(str(exc))
+        return EXIT_ERROR
+    finally:
+        interrupts.restore()
+    progress.clear()
+    end_reply()
+    if comparison is not None and comparison.replies and not closed:
+        emit(visible(comparison.table()) + "\n", raw=True)
+
+    saved = False
+    failures: list[str] = []
+    if comparison is not None and comparison.replies:
+        user = conv.head
+        for reply in comparison.replies:
+            fields = reply.message_fields()
+            cut = reply.stats.stop_reason == StopReason.STOPPED
+            if cut and (interrupts.received or closed):
+                fields["stop_reason"] = StopReason.INTERRUPTED
+            if reply.error:
+                failures.append(f"{reply.label}: {reply.error}")
+                if not reply.text:
+                    continue
+            conv.add_child(user, "assistant", reply.text, make_head=reply.is_reference, **fields)
+        if store is not None:
+            try:
+                store.save(conv)
+                saved = True
+            except StoreError as exc:
+                save_error = exc
+    if comparison is not None:
+        for note_text in comparison.notes:
+            note(note_text)
+        for reply in comparison.replies:
+            for notice in reply.notices:
+                note(f"{reply.label}: {notice}")
+            if ns.stats:
+                note(f"{reply.label}: {reply.stats.describe()}")
+    if closed:
+        code = closed[0].report()
+        if save_error is not None:
+            error(str(save_error))
+        return code
+    if save_error is not None:
+        error(str(save_error))
+        return EXIT_ERROR
+    if interrupts.received:
+        error("Interrupted; the replies so far were saved." if saved else "Interrupted.")
+        return interrupts.exit_code
+    for failure in failures:
+        error(failure)
+    return EXIT_ERROR if failures else EXIT_OK
+
+
+def _replay_target(store, text: str):
+    """(conversation, reply) for ``CONVERSATION[:MESSAGE]``."""
+    from .store import StoreError
+
+    info = store.find(text)
+    selector: str | None = None
+    if info is None and ":" in text:
+        name, _, selector = text.rpartition(":")
+        info = store.find(name)
+    if info is None:
+        raise StoreError(f"No saved conversation called {text!r}; see chat-tui --list.")
+    conv = store.load(info.id)
+    transcript = conv.transcript
+    if selector is None:
+        message = next((m for m in reversed(transcript) if m.role == "assistant"), None)
+        if message is None:
+            raise StoreError(f"{info.label} has no reply to replay.")
+        return conv, message
+    message = conv.get(selector)
+    if message is None:
+        try:
+            number = int(selector)
+        except ValueError:
+            raise StoreError(
+                f"{info.label} has no message {selector!r} (give its id, or its number in the "
+                "conversation)."
+            ) from None
+        if number == 0 or abs(number) > len(transcript):
+            raise StoreError(
+                f"{info.label} has {len(transcript)} messages; there is no message {number}."
+            )
+        message = transcript[number - 1 if number > 0 else number]
+    if message.role != "assistant":
+        raise StoreError(f"Message {selector} of {info.label} is not a reply; pick a reply.")
+    return conv, message
+
+
+def run_replay(ns: argparse.Namespace) -> int:
+    """--replay: make a saved reply again from its snapshot; print "identical" or where
+    it diverges and why (stdout). Exit 0 when identical, 1 otherwise."""
+    from .engine import EngineError
+    from .engine.replay import replay
+    from .safe_text import one_line
+    from .store import SessionStore, StoreError
+
+    store = SessionStore(ns.data_dir)
+    try:
+        conv, message = _replay_target(store, ns.replay)
+    except StoreError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    history = [m.as_chat() for m in conv.path(message.parent) if m.role != "system"]
+    if message.parent is None:
+        history = []
+    progress = _StderrProgress()
+    stop = threading.Event()
+    interrupts = _Interrupts(stop)
+    try:
+        report = replay(
+            history,
+            message.content,
+            message.provenance or {},
+            system_prompt=conv.system_prompt or None,
+            saved_stop_reason=message.stop_reason,
+            progress=progress,
+            stop_event=stop,
+        )
+    except EngineError as exc:
+        progress.clear()
+        error(str(exc))
+        return EXIT_ERROR
+    finally:
+        interrupts.restore()
+    progress.clear()
+    if interrupts.received:
+        error("Interrupted.")
+        return interrupts.exit_code
+    try:
+        Stdout(raw=True).write(one_line(report.describe()) + "\n", flush=True)
+    except StdoutFailed as exc:
+        return exc.report()
+    if ns.stats and report.result is not None:
+        note(report.result.stats.describe())
+    return EXIT_OK if report.identical else EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -663,12 +934,23 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UsageError("--prompt-lookup takes a whole number of at least 1.")
         if ns.endpoint and ns.timeout <= 0:
             raise UsageError("--timeout takes a number of seconds above 0.")
+        if ns.compare and ns.prompt is None:
+            raise UsageError("--compare goes with --prompt (in the app, use /compare).")
+        if ns.compare and ns.endpoint:
+            raise UsageError("--compare runs models on this machine; it cannot use --endpoint.")
+        if ns.compare:
+            from .engine.spec import parse_compare_spec
+
+            for text in ns.compare:
+                parse_compare_spec(text)
     except (UsageError, EngineError) as exc:
         parser.print_usage(sys.stderr)
         error(str(exc))
         return EXIT_USAGE
     if ns.list or ns.search is not None or ns.export is not None or ns.import_file is not None:
         return run_store_command(ns)
+    if ns.replay is not None:
+        return run_replay(ns)
     if ns.prompt is not None:
         return run_one_shot(ns, spec, settings_args)
 

@@ -16,6 +16,7 @@ def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
         "import tui.engine, tui.engine.engine, tui.engine.loader, tui.engine.generation\n"
         "import tui.engine.protocol, tui.engine.controller, tui.engine.remote\n"
         "import tui.engine.libs, tui.engine.devices, tui.engine.settings\n"
+        "import tui.engine.compare, tui.engine.replay, tui.engine.provenance\n"
         "import tui.cli, tui.store, tui.store.store, tui.store.export, tui.store.codec\n"
         "import tui.store.sessions, tui.config, tui.state, tui.safe_text, tui.reasons\n"
         "import tui.slash_commands\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from . import chat_format, generation, loader, memory
+from . import chat_format, generation, loader, memory, provenance
 from .errors import EngineError
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, OnStart, OnText
@@ -18,6 +20,10 @@ class Engine(ChatEngine):
     turns on the model (a second caller waits, and can still be stopped while waiting).
 
     A failed :meth:`load` leaves the previous model loaded and usable.
+
+    Both locks are re-entrant, so a caller holding the model for a series of calls
+    (:meth:`exclusive`: a comparison, a replay) can call :meth:`chat` and :meth:`score`
+    inside.
     """
 
     capabilities = Capabilities(
@@ -40,8 +46,8 @@ class Engine(ChatEngine):
         self.prompt_lookup = prompt_lookup
         self.kv_cache = generation.KVCacheStore()
         self.reuse_cache = True
-        self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock()
+        self._load_lock = threading.RLock()
+        self._generate_lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------
     def load(self, spec: ModelSpec, progress: Progress | None = None) -> loader.LoadedModel:
@@ -71,6 +77,8 @@ class Engine(ChatEngine):
     def require_model(self) -> loader.LoadedModel:
         if self.loaded is None:
             raise EngineError("No model is loaded yet.")
+        if self.loaded.model is None:
+            raise EngineError(f"{self.loaded.name} is unloaded for a moment while another runs.")
         return self.loaded
 
     # -- chatting ------------------------------------------------------------------
@@ -143,6 +151,7 @@ class Engine(ChatEngine):
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
         continue_final: bool = False,
+        speculative: bool = True,
     ) -> generation.GenerationResult:
         """Generate the assistant's next reply to ``messages`` (role/content dicts).
 
@@ -154,6 +163,10 @@ class Engine(ChatEngine):
         built, before the first token: it says how many of the oldest messages were left
         out to fit the context (see :meth:`prepare_turn`). ``continue_final`` continues
         the last (assistant) message instead of answering.
+
+        A sampled turn without a seed in the settings draws one and uses it; it is in
+        ``stats.provenance`` with everything else needed to make the reply again.
+        ``speculative=False`` turns off the draft model and prompt lookup for this turn.
         """
         event = stop_event or threading.Event()
         while not self._generate_lock.acquire(timeout=0.05):
@@ -171,8 +184,17 @@ class Engine(ChatEngine):
                 kwargs["max_new_tokens"] = info.max_new_tokens
                 if kwargs.get("min_new_tokens", 0) > info.max_new_tokens:
                     kwargs["min_new_tokens"] = info.max_new_tokens
-            if self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:
+            if not speculative:
+                kwargs.pop("prompt_lookup_num_tokens", None)
+            elif self.prompt_lookup and "prompt_lookup_num_tokens" not in kwargs:
                 kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup
+            assistant = self.assistant if speculative else None
+            effective = info.settings or active.effective(None)
+            seed = active.values.get("seed")
+            drawn = False
+            if seed is None and kwargs.get("do_sample", effective.values.get("do_sample")):
+                # a sampled turn is reproducible only with its seed: draw one and keep it
+                seed, drawn = secrets.randbelow(2**32), True
             result = generation.generate(
                 loaded,
                 prompt.ids,
@@ -182,14 +204,94 @@ class Engine(ChatEngine):
                 cache_store=self.kv_cache if self.reuse_cache else None,
                 cache_key=conversation_id,
                 stop_strings=prompt.stop_strings,
-                seed=active.values.get("seed"),
-                assistant_model=self.assistant.model if self.assistant else None,
+                seed=seed,
+                assistant_model=assistant.model if assistant else None,
             )
             result.stats.dropped_messages = info.dropped_messages
             result.notices.extend(info.notices)
+            used = dict(effective.values)
+            for name in ("max_new_tokens", "min_new_tokens", "prompt_lookup_num_tokens"):
+                if kwargs.get(name) is not None:
+                    used[name] = kwargs[name]
+            result.stats.provenance = provenance.build(
+                loaded,
+                used,
+                seed=seed,
+                seed_drawn=drawn,
+                prompt_ids=prompt.ids,
+                dropped_messages=info.dropped_messages,
+                prompt_lookup=kwargs.get("prompt_lookup_num_tokens"),
+                assistant=assistant,
+                continue_final=continue_final,
+            )
             return result
         finally:
             self._generate_lock.release()
+
+    # -- holding the model for a series of calls ---------------------------------------
+    @contextlib.contextmanager
+    def exclusive(self, stop_event: threading.Event | None = None) -> Iterator[bool]:
+        """Hold this engine for a series of calls from this thread (a comparison, a
+        replay): other threads' loads and chats wait until the block ends. Yields False
+        (holding nothing) if ``stop_event`` is set while waiting for another caller."""
+        event = stop_event or threading.Event()
+        held: list[threading.RLock] = []
+        try:
+            for lock in (self._load_lock, self._generate_lock):
+                while not lock.acquire(timeout=0.05):
+                    if event.is_set():
+                        break
+                else:
+                    held.append(lock)
+                    continue
+                break
+            yield len(held) == 2
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+    @contextlib.contextmanager
+    def set_aside(self, progress: Progress | None = None) -> Iterator[None]:
+        """Free the model's weights for the duration of the block and load them again
+        afterwards, for when another model must run and both do not fit in memory.
+
+        Everything else stays as it was: the same ``loaded`` object (its tokenizer,
+        spec and notices), the draft model, the settings and every conversation's KV
+        cache, which is valid again once the same weights are back. Other threads'
+        chats wait meanwhile. If the weights cannot be loaded again, the engine is left
+        without a model, its caches are dropped, and :class:`EngineError` says so."""
+        with self.exclusive() as held:
+            assert held
+            loaded = self.require_model()
+            spec = loaded.spec
+            _ = loaded.context_limit  # remembered while the weights are away
+            loaded.model = None
+            memory.release()
+            try:
+                yield
+            finally:
+                try:
+                    fresh = loader.load(spec, progress)
+                except EngineError as exc:
+                    self.loaded = None
+                    self.kv_cache.clear()
+                    memory.release()
+                    raise EngineError(
+                        f"{spec.display_name} could not be loaded again: {exc}"
+                    ) from exc
+                loaded.model = fresh.model
+                loaded.footprint_bytes = fresh.footprint_bytes
+                del fresh
+
+    def score(self, prompt_ids: Sequence[int], continuation_ids: Sequence[int]) -> list[float]:
+        """The model's log-probability of each token of ``continuation_ids`` following
+        ``prompt_ids`` (teacher-forced: one forward pass over both). Blocking; takes
+        turns with :meth:`chat`."""
+        if not continuation_ids:
+            return []
+        with self._generate_lock:
+            loaded = self.require_model()
+            return generation.score(loaded.model, list(prompt_ids), list(continuation_ids))
 
     def forget(self, conversation_id: str) -> None:
         """Drop a conversation's KV cache (closed tab, cleared history)."""

@@ -12,12 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..reasons import StopReason
 from . import libs
 from .errors import GenerationError, OutOfMemoryError
 from .settings import EffectiveSettings
+
+if TYPE_CHECKING:
+    from .provenance import Provenance
 
 
 @dataclass
@@ -33,6 +36,33 @@ class GenerationStats:
     dropped_messages: int = 0
     """Oldest messages left out of the prompt because the conversation did not fit the
     model's context (see :class:`TurnInfo`)."""
+    target_forwards: int | None = None
+    """Forward passes of the (target) model during the turn, prefill included."""
+    draft_proposed: int | None = None
+    """Speculative decoding: draft tokens proposed (by the draft model or prompt lookup);
+    ``None`` for a turn without speculation."""
+    draft_accepted: int | None = None
+    """Speculative decoding: proposed tokens the target model accepted."""
+    provenance: Provenance | None = None
+    """How the reply was made (local engine only): see :mod:`.provenance`."""
+
+    @property
+    def speculative(self) -> bool:
+        return self.draft_proposed is not None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Accepted draft tokens / proposed, for a speculative turn that proposed any."""
+        if not self.draft_proposed or self.draft_accepted is None:
+            return None
+        return self.draft_accepted / self.draft_proposed
+
+    @property
+    def tokens_per_forward(self) -> float | None:
+        """New tokens per forward pass of the target model (1.0 without speculation)."""
+        if not self.target_forwards or not self.new_tokens:
+            return None
+        return self.new_tokens / self.target_forwards
 
     def describe(self) -> str:
         ttft = f"{self.time_to_first_token * 1000:.0f} ms" if self.time_to_first_token else "n/a"
@@ -41,10 +71,38 @@ class GenerationStats:
         dropped = (
             f", {self.dropped_messages} earlier messages left out" if self.dropped_messages else ""
         )
+        speculative = ""
+        if self.speculative:
+            rate = self.acceptance_rate
+            accepted = (
+                f"draft acceptance {rate * 100:.0f}% ({self.draft_accepted}/{self.draft_proposed})"
+                if rate is not None
+                else "no draft tokens proposed"
+            )
+            per_forward = self.tokens_per_forward
+            speculative = f", {accepted}" + (
+                f", {per_forward:.2f} tokens per forward pass" if per_forward else ""
+            )
         return (
             f"{self.prompt_tokens} prompt tokens{reused}, {self.new_tokens} new, "
-            f"first token {ttft}, {tps}, stop: {self.stop_reason}{dropped}"
+            f"first token {ttft}, {tps}, stop: {self.stop_reason}{speculative}{dropped}"
         )
+
+    def message_fields(self) -> dict[str, Any]:
+        """The stored fields of a reply with these stats, as keyword arguments for
+        ``tui.store.ChatMessage`` / ``Conversation.append`` (``model`` and ``label`` are the
+        caller's)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "time_to_first_token": self.time_to_first_token,
+            "tokens_per_second": self.tokens_per_second,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "acceptance_rate": self.acceptance_rate,
+            "tokens_per_forward": self.tokens_per_forward if self.speculative else None,
+            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
+        }
 
 
 @dataclass
@@ -75,6 +133,8 @@ class GenerationResult:
     text: str
     stats: GenerationStats
     notices: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    """The generated token ids (local engine), as the model produced them."""
 
 
 class IncrementalDecoder:
@@ -319,10 +379,15 @@ def generate(
         )
     beams = (config.num_beams or 1) > 1
     use_cache_reuse = cache_store is not None and cache_key is not None and not beams
-    # Speculative decoding (a draft model, or prompt lookup in transformers 5.x) does not
-    # handle a cache covering only part of the prompt: those turns prefill in full.
-    use_cache_reuse = use_cache_reuse and assistant_model is None
-    use_cache_reuse = use_cache_reuse and not config.prompt_lookup_num_tokens
+    speculative = assistant_model is not None or bool(config.prompt_lookup_num_tokens)
+    # Speculative turns prefill in full. transformers' assisted decoding (a draft model,
+    # or prompt lookup; 5.x ``GenerationMixin._assisted_decoding``) feeds the whole
+    # sequence to the model on its first iteration (``next_sequence_length`` is None
+    # there) whatever the cache already holds, so a cache covering part of the prompt
+    # gets those positions twice and the reply goes wrong from its second token
+    # (tests/unit/test_speculative.py::test_assisted_decoding_with_a_partial_cache_*
+    # shows it, and will fail, as a reminder, once transformers handles it).
+    use_cache_reuse = use_cache_reuse and not speculative
 
     entry = cache_store.take(cache_key) if use_cache_reuse else None
     cache, reused = _reuse(entry, prompt_ids)
@@ -355,8 +420,9 @@ def generate(
         torch.manual_seed(seed)
 
     output = None
+    counter = _Counter(model, speculative)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), counter:
             output = model.generate(**kwargs)
     except Exception as exc:
         if cache_store is not None and cache_key is not None:
@@ -397,8 +463,112 @@ def generate(
         elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
             stats.stop_reason = StopReason.LENGTH
 
+    stats.target_forwards = counter.forwards
+    if counter.counting_drafts:
+        stats.draft_proposed, stats.draft_accepted = counter.proposed, counter.accepted
+
     if use_cache_reuse and cache is not None:
         all_ids = list(prompt_ids) + list(new_ids)
         held = cache.get_seq_length()
         cache_store.put(cache_key, CacheEntry(cache, all_ids[:held]))
-    return GenerationResult(text=text, stats=stats)
+    return GenerationResult(text=text, stats=stats, token_ids=list(new_ids))
+
+
+class _Counter:
+    """Counts, during one ``generate`` call, the model's forward passes (a forward hook)
+    and, for speculative decoding, the draft tokens proposed and accepted.
+
+    transformers makes the candidate generator (draft model or prompt lookup) inside
+    ``generate``, through ``_get_candidate_generator``; for the duration of the call
+    that method is wrapped on this model instance so that the generator's
+    ``get_candidates`` (proposed = candidate length) and
+    ``update_candidate_strategy`` (accepted = ``num_matches``) are counted. If a future
+    transformers renames them, the counts are simply missing (``None``)."""
+
+    def __init__(self, model: Any, speculative: bool) -> None:
+        self.model = model
+        self.speculative = speculative
+        self.forwards = 0
+        self.proposed = 0
+        self.accepted = 0
+        self.counting_drafts = False
+        self._hook: Any = None
+
+    def __enter__(self) -> _Counter:
+        def count(*_args: Any) -> None:
+            self.forwards += 1
+
+        try:
+            self._hook = self.model.register_forward_hook(count)
+        except Exception:
+            self._hook = None
+        if self.speculative:
+            original = getattr(type(self.model), "_get_candidate_generator", None)
+            if callable(original):
+                self.model._get_candidate_generator = self._wrap_factory(original)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+        self.model.__dict__.pop("_get_candidate_generator", None)
+
+    def _wrap_factory(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            generator = original(self.model, *args, **kwargs)
+            self._wrap(generator)
+            return generator
+
+        return factory
+
+    def _wrap(self, generator: Any) -> None:
+        get, update = (
+            getattr(generator, "get_candidates", None),
+            getattr(generator, "update_candidate_strategy", None),
+        )
+        if not callable(get) or not callable(update):
+            return
+        self.counting_drafts = True
+
+        def get_candidates(input_ids: Any, *args: Any, **kwargs: Any) -> Any:
+            out = get(input_ids, *args, **kwargs)
+            candidates = out[0] if isinstance(out, tuple) else out
+            self.proposed += max(0, int(candidates.shape[-1]) - int(input_ids.shape[-1]))
+            return out
+
+        def update_candidate_strategy(*args: Any, **kwargs: Any) -> Any:
+            matches = args[2] if len(args) > 2 else kwargs.get("num_matches", 0)
+            self.accepted += int(matches)
+            return update(*args, **kwargs)
+
+        generator.get_candidates = get_candidates
+        generator.update_candidate_strategy = update_candidate_strategy
+
+
+def score(model: Any, prompt_ids: list[int], continuation_ids: list[int]) -> list[float]:
+    """Log-probabilities of ``continuation_ids`` after ``prompt_ids`` under ``model``, from
+    one forward pass over both (teacher forcing). Only the logits of the continuation's
+    positions are computed (``logits_to_keep``), and the softmax runs in float32 a slice
+    at a time, so a long reply does not hold a (tokens x vocabulary) float32 block."""
+    torch = libs.torch()
+    ids = list(prompt_ids) + list(continuation_ids)
+    count = len(continuation_ids)
+    input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+    with torch.inference_mode():
+        try:
+            logits = model(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                logits_to_keep=count + 1,
+                use_cache=False,
+            ).logits
+        except TypeError:  # a model without logits_to_keep
+            logits = model(input_ids=input_ids, use_cache=False).logits
+        logits = logits[0, -count - 1 : -1]
+        targets = torch.tensor(continuation_ids, dtype=torch.long, device=logits.device)
+        out: list[float] = []
+        for start in range(0, count, 256):
+            part = logits[start : start + 256].float().log_softmax(dim=-1)
+            picked = part.gather(1, targets[start : start + 256, None])[:, 0]
+            out.extend(picked.tolist())
+    return out

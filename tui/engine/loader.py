@@ -56,6 +56,9 @@ class LoadedModel:
     estimate: memory.MemoryEstimate | None
     chat_template: str | None = None
     notices: list[str] = field(default_factory=list)
+    weights_id: str | None = None
+    """A cheap fingerprint of the weights files (see :mod:`.provenance`), once known."""
+    _context_limit: int | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -63,9 +66,12 @@ class LoadedModel:
 
     @property
     def context_limit(self) -> int | None:
+        if self.model is None:  # set aside for a moment (Engine.set_aside) or unloaded
+            return self._context_limit
         cfg = self.model.config
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        return getattr(cfg, "max_position_embeddings", None)
+        self._context_limit = getattr(cfg, "max_position_embeddings", None)
+        return self._context_limit
 
     def unload(self) -> None:
         self.model = None

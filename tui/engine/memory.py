@@ -222,3 +222,79 @@ def cache_bytes(cache: Any) -> int:
             if tensor is not None and hasattr(tensor, "numel"):
                 total += tensor.numel() * tensor.element_size()
     return total
+
+
+class PeakSampler:
+    """The peak memory while a block runs, as a context manager.
+
+    On CPU (and mps) the process's RSS is sampled in a daemon thread every ``interval``
+    seconds, plus once at each end; on a CUDA device torch's own counter is used
+    (``max_memory_allocated`` after a reset), which sees every allocation however
+    short. ``start_bytes`` is the reading when the block began, ``peak_bytes`` the
+    highest one seen."""
+
+    def __init__(self, device: str = "cpu", interval: float = 0.005) -> None:
+        self.device = device
+        self.interval = interval
+        self.start_bytes: int | None = None
+        self.peak_bytes: int | None = None
+        self._stop = None
+        self._thread = None
+
+    def _cuda(self) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and self.device.startswith("cuda"):
+            return torch
+        return None
+
+    def _read(self) -> int | None:
+        try:
+            torch = self._cuda()
+            if torch is not None:
+                return int(torch.cuda.max_memory_allocated(self.device))
+            import psutil
+
+            return int(psutil.Process(os.getpid()).memory_info().rss)
+        except Exception:  # a probe must never break the turn it measures
+            return None
+
+    def _note(self, value: int | None) -> None:
+        if value is not None and (self.peak_bytes is None or value > self.peak_bytes):
+            self.peak_bytes = value
+
+    def _run(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(self.interval):
+            self._note(self._read())
+
+    def __enter__(self) -> PeakSampler:
+        import threading
+
+        torch = self._cuda()
+        if torch is not None:
+            try:
+                torch.cuda.reset_peak_memory_stats(self.device)
+                self.start_bytes = int(torch.cuda.memory_allocated(self.device))
+            except Exception:
+                self.start_bytes = None
+            self.peak_bytes = self.start_bytes
+            return self
+        self.start_bytes = self._read()
+        self.peak_bytes = self.start_bytes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self._note(self._read())
+
+    @property
+    def growth_bytes(self) -> int | None:
+        """How far the peak rose above the start."""
+        if self.start_bytes is None or self.peak_bytes is None:
+            return None
+        return max(0, self.peak_bytes - self.start_bytes)

@@ -126,3 +126,109 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# -- comparison specs: ``[MODEL][@PRECISION]`` ------------------------------------------
+
+SAME_NO_DRAFT = "same-no-draft"
+"""``@same-no-draft``: the loaded model at its own precision, without speculative
+decoding (no draft model, no prompt lookup): what speculation buys on this turn."""
+
+# precision tag -> ModelSpec fields (the reference's other fields are kept)
+PRECISIONS: dict[str, dict[str, Any]] = {
+    "fp32": {"dtype": "fp32", "quantization": "none"},
+    "bf16": {"dtype": "bf16", "quantization": "none"},
+    "fp16": {"dtype": "fp16", "quantization": "none"},
+    "8bit": {"quantization": "8bit"},
+    "4bit": {"quantization": "4bit", "bnb_4bit_quant_type": "nf4"},
+    "4bit-fp4": {"quantization": "4bit", "bnb_4bit_quant_type": "fp4"},
+}
+_PRECISION_ALIASES = {
+    "float32": "fp32",
+    "float": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "int8": "8bit",
+    "8-bit": "8bit",
+    "4-bit": "4bit",
+    "nf4": "4bit",
+    "4bit-nf4": "4bit",
+    "fp4": "4bit-fp4",
+}
+SPEC_SYNTAX = (
+    "@fp32, @bf16, @fp16, @8bit, @4bit (nf4), @4bit-fp4 or @same-no-draft, optionally "
+    "after a model (./other-model@bf16, Qwen/Qwen2.5-0.5B-Instruct@4bit)"
+)
+
+
+def _precision_tag(text: str) -> str | None:
+    key = text.strip().lower()
+    key = _PRECISION_ALIASES.get(key, key)
+    return key if key in PRECISIONS or key == SAME_NO_DRAFT else None
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """What to compare a turn against, parsed from ``[MODEL][@PRECISION]``.
+
+    ``source`` None means the reference's model; ``precision`` None means the
+    reference's precision (a bare model); ``no_draft`` is ``@same-no-draft``."""
+
+    source: str | None = None
+    precision: str | None = None
+    no_draft: bool = False
+
+    @property
+    def label(self) -> str:
+        """The spec written the canonical way: ``@bf16``, ``./m@4bit``, ``./m``."""
+        tag = SAME_NO_DRAFT if self.no_draft else self.precision
+        return (self.source or "") + (f"@{tag}" if tag else "")
+
+    def resolve(self, reference: ModelSpec) -> ModelSpec:
+        """The ModelSpec to load: the reference's, with this model and precision. Another
+        model drops the reference's revision and chat template file (they belong to it)."""
+        spec = reference
+        if self.source is not None and self.source != reference.source:
+            spec = spec.with_changes(source=self.source, revision=None, chat_template_file=None)
+        if self.precision is not None:
+            spec = spec.with_changes(**PRECISIONS[self.precision])
+        return spec
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def parse_compare_spec(text: str) -> CompareSpec:
+    """Parse ``[MODEL][@PRECISION]``; raise :class:`EngineError` (one sentence) if bad."""
+    if not isinstance(text, str) or not text.strip():
+        raise EngineError(f"Give something to compare with: {SPEC_SYNTAX}.")
+    raw = text.strip()
+    model, at, tag_text = raw.rpartition("@")
+    if not at:
+        return CompareSpec(source=raw)
+    tag = _precision_tag(tag_text)
+    if tag is None:
+        if Path(raw).expanduser().exists():  # a path that happens to hold an "@"
+            return CompareSpec(source=raw)
+        if not tag_text.strip():
+            raise EngineError(f"Nothing after the @ in {raw!r}; use {SPEC_SYNTAX}.")
+        raise EngineError(f"Unknown precision @{tag_text.strip()} in {raw!r}; use {SPEC_SYNTAX}.")
+    model = model.strip() or None
+    if tag == SAME_NO_DRAFT:
+        if model is not None:
+            raise EngineError(
+                "@same-no-draft compares the loaded model with itself; give it without a model."
+            )
+        return CompareSpec(no_draft=True)
+    return CompareSpec(source=model, precision=tag)
+
+
+def precision_tag(spec: ModelSpec, dtype: str | None = None) -> str:
+    """The ``@tag`` a loaded model's precision is written as (``dtype``: the resolved
+    dtype, for a spec whose dtype is ``auto``)."""
+    if spec.quantization == "8bit":
+        return "@8bit"
+    if spec.quantization == "4bit":
+        return "@4bit" if spec.bnb_4bit_quant_type == "nf4" else "@4bit-fp4"
+    return "@" + (dtype or spec.dtype)

@@ -4,12 +4,17 @@ Schema history:
 
 * 1: a linear ``[[messages]]`` list (role, content, time) and no branches.
 * 2: every message has ``id`` and ``parent``; ``head`` names the active branch's last
-  message; a ``revision`` counter is bumped on every save.
+  message; a ``revision`` counter is bumped on every save. Later additions, all
+  optional (older files load as they are): a reply's ``provenance`` table (how it was
+  made: model, precision, device, settings, seed, versions), its ``label`` (the spec
+  of a compared reply), ``acceptance_rate`` and ``tokens_per_forward`` (speculative
+  decoding), ``weights_bytes`` and ``peak_bytes``.
 
 Reading is defensive: for any bytes and any TOML shape, :func:`loads` and
 :func:`from_document` raise only :class:`CorruptSessionError` with a reason. Every
 field's type is checked; ``model`` and ``settings`` hold flat values (strings,
-numbers, booleans, or lists of them); parent ids must exist and form no cycle.
+numbers, booleans, or lists of them); a message's ``provenance`` holds such values and
+sub-tables of them, one level deep; parent ids must exist and form no cycle.
 
 Writing is lossless for any Python ``str``. TOML (UTF-8) cannot hold lone surrogates
 such as ``"\\ud800"``, nor nested values in the flat tables, so a field that holds
@@ -48,8 +53,16 @@ _MESSAGE_OPTIONAL: dict[str, type] = {
     "tokens_per_second": float,
     "stop_reason": str,
     "error": str,
+    "acceptance_rate": float,
+    "tokens_per_forward": float,
+    "label": str,
+    "weights_bytes": int,
+    "peak_bytes": int,
 }
-_MESSAGE_TEXT = ("content", "model", "stop_reason", "error")
+_MESSAGE_TEXT = ("content", "model", "stop_reason", "error", "label")
+PROVENANCE = "provenance"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_KEY_CHARS = 200
 _TOP_TEXT = ("name", "title", "system_prompt")
 _TABLES = ("model", "settings")
 
@@ -223,9 +236,75 @@ def _message_entry(m: ChatMessage, escape: bool) -> dict[str, Any]:
         escaped["content"] = escape_text(content)
         content = _fix(content)
     entry["content"] = content
+    if m.provenance:
+        table = clean_provenance(m.provenance)
+        if escape and not _plain_provenance(table):
+            escaped[PROVENANCE] = _table_text(table)
+            table = {_fix(str(k)): _stand_in(v) for k, v in table.items()}
+        entry[PROVENANCE] = table
     if escaped:
         entry["escaped"] = escaped
     return entry
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _usable_key(key: Any) -> bool:
+    return isinstance(key, str) and 0 < len(key) <= MAX_KEY_CHARS
+
+
+def clean_provenance(table: Any) -> dict[str, Any]:
+    """What of a provenance table can be written and read back: keys that are text
+    (1..MAX_KEY_CHARS characters in the first two levels), no null values, no empty
+    sub-tables (TOML would not keep them)."""
+    if not isinstance(table, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if not _usable_key(key) or value is None:
+            continue
+        if isinstance(value, dict):
+            value = {k: _drop_none(v) for k, v in value.items() if _usable_key(k) and v is not None}
+            value = {k: v for k, v in value.items() if _str_keys(v, 2)}
+            if not value:
+                continue
+        elif not _str_keys(value, 1):
+            continue
+        out[key] = value
+    return out
+
+
+def _str_keys(value: Any, depth: int) -> bool:
+    """Text keys only, and containers nested no deeper than a reader accepts."""
+    if not isinstance(value, (dict, list, tuple)):
+        return True
+    if depth >= MAX_JSON_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _str_keys(v, depth + 1) for k, v in value.items())
+    return all(_str_keys(v, depth + 1) for v in value)
+
+
+def _plain_provenance(table: dict[str, Any], depth: int = 0) -> bool:
+    """Writable as TOML key/value lines as it is: text keys without surrogates, plain
+    values, and sub-tables one level deep."""
+    for key, value in table.items():
+        if not isinstance(key, str) or not key or _has_surrogates(key) or len(key) > MAX_KEY_CHARS:
+            return False
+        if isinstance(value, dict):
+            if depth > 0 or not _plain_provenance(value, depth + 1):
+                return False
+        elif not _plain_value(value):
+            return False
+    return True
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
 
 
 def _escape_for_file(match: re.Match[str]) -> str:
@@ -246,6 +325,8 @@ def _toml_string(text: str, multiline: bool = False) -> str:
 
 
 def _toml_value(value: Any, multiline: bool = False) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -273,6 +354,14 @@ def _dump_messages(messages: list[dict[str, Any]]) -> str:
             if key == "escaped":
                 for name, text in value.items():
                     parts.append(f"escaped.{name} = {_toml_string(text)}\n")
+            elif key == PROVENANCE:
+                for name, item in value.items():
+                    if isinstance(item, dict):
+                        for inner, leaf in item.items():
+                            dotted = f"{PROVENANCE}.{_toml_key(name)}.{_toml_key(inner)}"
+                            parts.append(f"{dotted} = {_toml_value(leaf)}\n")
+                    else:
+                        parts.append(f"{PROVENANCE}.{_toml_key(name)} = {_toml_value(item)}\n")
             else:
                 parts.append(f"{key} = {_toml_value(value, multiline=key == 'content')}\n")
     return "".join(parts)
@@ -586,8 +675,68 @@ def _messages(
             if kind is int and not 0 <= value < _INT64[1]:
                 raise _fail(source, f"{where} has an invalid {key}")
             meta[key] = value
+        provenance = _provenance(raw, escaped, source, where, json_values)
+        if provenance:
+            meta[PROVENANCE] = provenance
         time = _time(raw["time"], source, f"{where} time") if "time" in raw else now()
         out.append(
             ChatMessage(role=role, content=content, id=mid, parent=parent, time=time, **meta)
         )
     return out, renames
+
+
+def _provenance(
+    raw: dict[str, Any], escaped: dict[str, str], source: str, where: str, json_values: bool
+) -> dict[str, Any] | None:
+    """A message's ``provenance`` table, checked: from TOML, text keys and values that
+    are flat (strings, numbers, booleans, lists of them) or tables of flat values one
+    level deep; from JSON (an import, or the exact copy under ``escaped``), JSON values
+    nested at most MAX_JSON_DEPTH deep. Anything else refuses the file with a reason."""
+    if PROVENANCE in escaped:
+        try:
+            value = json.loads(escaped[PROVENANCE])
+        except (ValueError, RecursionError):
+            raise _fail(source, f"{where} 'escaped.provenance' is not readable") from None
+        return _unescape_tree(_json_provenance(value, source, where))
+    if PROVENANCE not in raw:
+        return None
+    value = raw[PROVENANCE]
+    if json_values:
+        return _json_provenance(value, source, where) if value is not None else None
+    if not isinstance(value, dict):
+        raise _fail(source, f"{where} has a provenance that is not a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        _provenance_key(key, source, where)
+        if isinstance(item, dict):
+            inner: dict[str, Any] = {}
+            for name, leaf in item.items():
+                _provenance_key(name, source, where)
+                if not _flat(leaf):
+                    raise _fail(source, f"{where} has an invalid provenance value")
+                inner[name] = leaf
+            out[key] = inner
+        elif _flat(item):
+            out[key] = item
+        else:
+            raise _fail(source, f"{where} has an invalid provenance value")
+    return out
+
+
+def _provenance_key(key: Any, source: str, where: str) -> None:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
+        raise _fail(source, f"{where} has an invalid provenance key")
+
+
+def _json_provenance(value: Any, source: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(source, f"{where} has a provenance that is not a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        _provenance_key(key, source, where)
+        if item is None:
+            continue
+        if not _json_value(item, 1):
+            raise _fail(source, f"{where} has an invalid provenance value")
+        out[key] = _drop_none(item)
+    return out

@@ -11,6 +11,7 @@ Imports raise only :class:`StoreError`, one sentence, for any file.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -48,10 +49,73 @@ def to_markdown(conv: Conversation) -> str:
         lines += ["## System", "", conv.system_prompt, ""]
     for m in conv.transcript:
         heading = {"user": "User", "assistant": "Assistant", "system": "System"}.get(m.role, "?")
+        if m.label:
+            heading += f" ({safe_text.one_line(m.label)})"
         lines += [f"## {heading}", "", m.content, ""]
         if m.role == "assistant" and m.stop_reason in ("stopped", "interrupted", "error"):
             lines += [f"*({m.stop_reason})*", ""]
+        if m.provenance:
+            lines += [made_with(m.provenance), ""]
     return safe_text.clean("\n".join(lines).rstrip() + "\n")
+
+
+def made_with(provenance: dict[str, Any]) -> str:
+    """A reply's snapshot in Markdown: a collapsible block whose summary line names the
+    model, precision, device, decoding, seed and versions, and whose body lists every
+    stored value (``- settings.temperature: 0.9``), so the export holds all of it."""
+    lines = ["Made with: " + _summary(provenance), ""]
+    for key, value in provenance.items():
+        if isinstance(value, dict):
+            for inner, leaf in value.items():
+                lines.append(f"- {key}.{inner}: {_shown(leaf)}")
+        else:
+            lines.append(f"- {key}: {_shown(value)}")
+    # inside HTML tags: the values' own < > & are escaped so they stay text
+    body = [html.escape(safe_text.one_line(line), quote=False) for line in lines]
+    return "\n".join(["<details><summary>", *body[:1], "</summary>", *body[1:], "", "</details>"])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return "?"
+
+
+def _summary(provenance: dict[str, Any]) -> str:
+    """Model · precision · device · decoding · seed · versions (values checked: the
+    table came from a file)."""
+    parts: list[str] = []
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def table(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    if text(provenance.get("model")):
+        parts.append(provenance["model"])
+    quant = table(provenance.get("quantization"))
+    if quant.get("method") in ("8bit", "4bit"):
+        kind = quant.get("quant_type") if quant.get("method") == "4bit" else None
+        parts.append(quant["method"] + (f" {kind}" if text(kind) else ""))
+    elif text(provenance.get("dtype")):
+        parts.append(provenance["dtype"])
+    if text(provenance.get("device")):
+        parts.append(provenance["device"])
+    settings = table(provenance.get("settings"))
+    if settings:
+        parts.append("sampling" if settings.get("do_sample") is True else "greedy")
+    seed = provenance.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        parts.append(f"seed {seed}")
+    versions = table(provenance.get("versions"))
+    for name in ("torch", "transformers"):
+        if text(versions.get(name)):
+            parts.append(f"{name} {versions[name]}")
+    return " · ".join(parts) or "(no details)"
 
 
 # JSON leaves these raw with ensure_ascii=False; C0 controls it escapes itself
@@ -100,10 +164,30 @@ def to_json(conv: Conversation) -> str:
         document[key] = document[key].isoformat()
     for m in document["messages"]:
         m["time"] = m["time"].isoformat()
-        for key in ("time_to_first_token", "tokens_per_second"):
+        for key in (
+            "time_to_first_token",
+            "tokens_per_second",
+            "acceptance_rate",
+            "tokens_per_forward",
+        ):
             if key in m and not math.isfinite(m[key]):
                 del m[key]  # JSON has no NaN or infinity
+        if "provenance" in m:
+            m["provenance"] = _finite(m["provenance"])
     return json_text({"messages": messages, "chat_tui": document})
+
+
+def _finite(value: Any) -> Any:
+    """``value`` without NaN or infinite floats (JSON has none): dropped from tables,
+    written as null in lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        out = {k: _finite(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def export(conv: Conversation, fmt: str) -> str:

@@ -13,6 +13,7 @@ the tree is bounded by the number of messages, so even a tree with a parent cycl
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +65,16 @@ class ChatMessage:
     tokens_per_second: float | None = None
     stop_reason: str | None = None  # eos, length, stopped, error, interrupted
     error: str | None = None
+    # speculative decoding: accepted draft tokens / proposed, new tokens per forward pass
+    acceptance_rate: float | None = None
+    tokens_per_forward: float | None = None
+    # a compared reply (/compare, --compare): its spec, and the memory it took
+    label: str | None = None
+    weights_bytes: int | None = None
+    peak_bytes: int | None = None
+    # how the reply was made (model, precision, device, settings, seed, versions): a
+    # table of values, lists and one level of sub-tables; see tui.engine.provenance
+    provenance: dict[str, Any] | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -187,6 +198,20 @@ class Conversation:
         message = self._insert(role, content, self.head, meta)
         if role == "user" and self.title == "New conversation":
             self.title = make_title(content)
+        return message
+
+    def add_child(
+        self, parent_id: str | None, role: str, content: str, *, make_head: bool = True, **meta: Any
+    ) -> ChatMessage:
+        """A new message under ``parent_id`` (None: a new root), beside any children it
+        already has: e.g. the replies of a comparison, saved as sibling branches of the
+        turn. It becomes the head unless ``make_head`` is False."""
+        if parent_id is not None and self.get(parent_id) is None:
+            raise KeyError(parent_id)
+        head = self.head
+        message = self._insert(role, content, parent_id, meta)
+        if not make_head:
+            self.head = head
         return message
 
     def branch_from(self, message_id: str, role: str, content: str, **meta: Any) -> ChatMessage:
@@ -316,11 +341,23 @@ MESSAGE_FIELDS = (
     "tokens_per_second",
     "stop_reason",
     "error",
+    "acceptance_rate",
+    "tokens_per_forward",
+    "label",
+    "weights_bytes",
+    "peak_bytes",
+    "provenance",
 )
 
 
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
 def fingerprint(m: ChatMessage) -> tuple[Any, ...]:
-    return tuple(getattr(m, name) for name in MESSAGE_FIELDS)
+    return tuple(_hashable(getattr(m, name)) for name in MESSAGE_FIELDS)
 
 
 def message_digest(m: ChatMessage) -> int:
