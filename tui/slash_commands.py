@@ -58,6 +58,16 @@ COMMANDS: dict[str, SlashCommand] = {
         ),
         SlashCommand("stats", "", "the last reply's statistics and memory use", "stats"),
         SlashCommand(
+            "compare",
+            "SPEC ...",
+            "answer this turn again side by side, e.g. /compare @bf16, @8bit, ./other@4bit",
+            "compare",
+            OPTIONAL,
+        ),
+        SlashCommand(
+            "replay", "", "make the reply again from its snapshot: identical or not", "replay"
+        ),
+        SlashCommand(
             "regenerate", "", "replace the last reply (the old one stays reachable)", "regenerate"
         ),
         SlashCommand("continue", "", "continue the last (stopped) reply", "continue_reply"),

@@ -490,6 +490,11 @@ def _compare_one(
             where, why = plan_placement(engine, target, tokens)
             if where == PLACEMENT_SEQUENTIAL:
                 comparison.notes.append(why)
+        elif where == PLACEMENT_SEQUENTIAL:
+            comparison.notes.append(
+                f"{ref.label} and {label} ran one after the other (as asked): "
+                f"{reference.name} was set aside meanwhile and loaded again afterwards."
+            )
         if where == PLACEMENT_SEQUENTIAL:
             with engine.set_aside(run.loading("restoring", 0, ref.label)):
                 reply, same_vocab = run.on_other(target, index, label, where)

@@ -10,7 +10,7 @@ ready, and the load/rollback rules. No Textual: the app drives it from a worker 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,9 +19,11 @@ from .protocol import ChatEngine, ModelInfo, OnStart, OnText
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
+    from .compare import ComparedReply, CompareProgress, Comparison
     from .generation import GenerationResult
     from .progress import Progress
     from .remote import Endpoint
+    from .replay import ReplayReport
     from .settings import GenerationSettings
 
 SERVER_PREFIX = "server:"  # a model on the current endpoint, as the picker names it
@@ -214,6 +216,86 @@ class ModelController:
             on_start=on_start,
             continue_final=continue_final,
         )
+
+    def _wait_for_local(self, stop_event: threading.Event, doing: str) -> ChatEngine | None:
+        """The local engine once a model is ready (``None`` if stopped while waiting)."""
+        while not self.ready.wait(0.1):
+            if stop_event.is_set():
+                return None
+        engine = self.active
+        if engine is None or engine.capabilities.kind != "local":
+            raise EngineError(
+                f"{doing} runs models on this machine; switch to a local model first."
+            )
+        return engine
+
+    def compare(
+        self,
+        messages: Sequence[dict[str, str]],
+        specs: Sequence[str],
+        *,
+        stop_event: threading.Event,
+        system_prompt: str | None = None,
+        settings: GenerationSettings | None = None,
+        use_turn_settings: bool = False,
+        placement: str = "auto",
+        on_progress: Callable[[CompareProgress], None] | None = None,
+        on_text: Callable[[int, str], None] | None = None,
+        on_reply: Callable[[ComparedReply], None] | None = None,
+    ) -> Comparison | None:
+        """One turn answered by the loaded model and by each spec (see
+        :func:`.compare.compare_turn`); ``None`` if stopped while waiting for a model.
+        Loads wait until it is over, so the model it restores is still the active one."""
+        from .compare import compare_turn
+
+        engine = self._wait_for_local(stop_event, "Comparing")
+        if engine is None:
+            return None
+        with self._lock:
+            return compare_turn(
+                engine,  # type: ignore[arg-type]  # a local engine is an Engine
+                messages,
+                specs,
+                system_prompt=system_prompt,
+                settings=settings,
+                use_turn_settings=use_turn_settings,
+                placement=placement,
+                stop_event=stop_event,
+                on_progress=on_progress,
+                on_text=on_text,
+                on_reply=on_reply,
+            )
+
+    def replay(
+        self,
+        messages: Sequence[dict[str, str]],
+        saved_text: str,
+        snapshot: dict,
+        *,
+        stop_event: threading.Event,
+        system_prompt: str | None = None,
+        saved_stop_reason: str | None = None,
+        progress: Progress | None = None,
+    ) -> ReplayReport | None:
+        """Make a saved reply again from its snapshot (see :func:`.replay.replay`), on the
+        local engine when it holds the snapshot's model; ``None`` if stopped while
+        waiting for a model."""
+        from .replay import replay
+
+        engine = self._wait_for_local(stop_event, "Replaying")
+        if engine is None:
+            return None
+        with self._lock:
+            return replay(
+                messages,
+                saved_text,
+                snapshot,
+                system_prompt=system_prompt,
+                saved_stop_reason=saved_stop_reason,
+                engine=engine,  # type: ignore[arg-type]
+                progress=progress,
+                stop_event=stop_event,
+            )
 
     def forget(self, conversation_id: str) -> None:
         for engine in {id(e): e for e in (self.active, self.local) if e is not None}.values():

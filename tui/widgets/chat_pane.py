@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -80,6 +80,23 @@ class _ChunkBuffer:
             self.post(text)
 
 
+@dataclass
+class _Comparing:
+    """A comparison being made: where its replies go and what each has shown so far."""
+
+    parent: str | None
+    labels: list[str]
+    texts: list[str]
+    finished: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """The stored fields of each reply already measured, by index."""
+
+    def partial_replies(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (label, text, dict(self.finished.get(index, {"stop_reason": StopReason.STOPPED})))
+            for index, (label, text) in enumerate(zip(self.labels, self.texts, strict=True))
+        ]
+
+
 class ChatPane(Vertical):
     """One conversation. ``generating`` toggles the ``-generating`` CSS class."""
 
@@ -121,6 +138,17 @@ class ChatPane(Vertical):
     class ReplyFinished(Message):
         pane: ChatPane
 
+    @dataclass
+    class _SideTaskEnded(Message):
+        """A comparison or replay worker is done (posted from its thread)."""
+
+        result: Any
+        problem: str = ""
+
+    @dataclass
+    class _SideStatus(Message):
+        text: str
+
     def __init__(
         self,
         conversation: Conversation,
@@ -146,6 +174,10 @@ class ChatPane(Vertical):
         self._buffer: _ChunkBuffer | None = None
         self._show_merge = False  # another writer's messages arrived while streaming
         self.outside_context = 0  # oldest messages the model did not see last turn
+        self.side_task: str | None = None  # "comparing" / "replaying" while one runs
+        self.side_status = ""
+        self._comparing: _Comparing | None = None
+        self.last_compare = "@bf16"
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -207,7 +239,9 @@ class ChatPane(Vertical):
             parts.append(f"{self.outside_context} earlier msgs outside the context")
         if self.unsaved:
             parts.append("NOT SAVED")
-        if self.waiting:
+        if self.side_task:
+            parts.append(f"{self.side_status or self.side_task + '…'} (esc stops)")
+        elif self.waiting:
             parts.append("waiting for the model…")
         elif self.generating:
             parts.append("generating… (esc stops)")
@@ -323,9 +357,16 @@ class ChatPane(Vertical):
             return
         await self.send(slash_commands.literal(text))
 
+    def busy(self) -> bool:
+        """``True`` (and a notice) while a reply, comparison or replay is running."""
+        if self.generating or self.side_task:
+            doing = self.side_task or "answering"
+            self.notify(f"Still {doing}; press Esc to stop it first.", severity="warning")
+            return True
+        return False
+
     async def send(self, text: str) -> None:
-        if self.generating:
-            self.notify("Still answering; press Esc to stop it first.", severity="warning")
+        if self.busy():
             self.prompt.load_text(text)
             return
         title = self.conversation.title
@@ -458,16 +499,13 @@ class ChatPane(Vertical):
         await self._finish(result.text, result.stats, result.notices)
 
     def _reply_fields(self, stats: GenerationStats | None) -> dict[str, Any]:
+        """The stored fields of a reply: its stats, speculative figures and the snapshot
+        of how it was made (model, precision, device, settings, seed)."""
         model = self.controller.model
-        return {
-            "model": model.name if model else None,
-            "prompt_tokens": stats.prompt_tokens if stats else None,
-            "new_tokens": stats.new_tokens if stats else None,
-            "time_to_first_token": stats.time_to_first_token if stats else None,
-            "tokens_per_second": stats.tokens_per_second if stats else None,
-            "stop_reason": StopReason(stats.stop_reason) if stats else StopReason.ERROR,
-            "error": stats.error if stats else None,
-        }
+        fields: dict[str, Any] = stats.message_fields() if stats else {"error": None}
+        fields["model"] = model.name if model else None
+        fields["stop_reason"] = StopReason(stats.stop_reason) if stats else StopReason.ERROR
+        return fields
 
     async def _finish(
         self, text: str, stats: GenerationStats | None, notices: list[str] | None = None
@@ -522,6 +560,13 @@ class ChatPane(Vertical):
     @on(Worker.StateChanged)
     async def worker_ended(self, event: Worker.StateChanged) -> None:
         """A crash in the worker keeps what was streamed, marked as an error."""
+        if event.worker.group in ("compare", "replay") and event.state in (
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            problem = f"{event.worker.error or 'cancelled'}"
+            self.post_message(self._SideTaskEnded(None, problem))
+            return
         if event.worker.group == "generate" and event.state in (
             WorkerState.ERROR,
             WorkerState.CANCELLED,
@@ -535,7 +580,8 @@ class ChatPane(Vertical):
 
     def interrupt_and_save(self, rescue: bool = False) -> bool:
         """For SIGTERM/SIGHUP, closing and quitting: keep the reply being streamed
-        (including text decoded but not yet drawn), marked interrupted, and save.
+        (including text decoded but not yet drawn), and a comparison's replies as far as
+        they were made, marked interrupted, and save.
         ``rescue`` (no one to ask: the terminal is gone) saves a conversation that can
         no longer be saved where it was as a new one. ``True`` if it is on disk."""
         if self.generating:
@@ -559,6 +605,9 @@ class ChatPane(Vertical):
                 self.reply_view.message = reply
                 self.reply_view.refresh_header()
             self.generating = False
+        if self._comparing is not None:
+            self.stop_event.set()
+            self._keep_compared(self._comparing.partial_replies(), StopReason.INTERRUPTED)
         if not self.conversation.messages:
             return True
         if self.save(quiet=rescue):
@@ -570,9 +619,13 @@ class ChatPane(Vertical):
         if self.generating:
             self.stop_event.set()
             self.notify("Stopping; the partial reply is kept.", timeout=2)
+        elif self.side_task:
+            self.stop_event.set()
+            self.side_status = "stopping…"
+            self.update_status()
 
     async def action_regenerate(self) -> None:
-        if self.generating:
+        if self.busy():
             return
         transcript = self.conversation.transcript
         if not transcript or transcript[-1].role != "assistant":
@@ -603,7 +656,7 @@ class ChatPane(Vertical):
     async def action_cycle_branch(self, step: int = 1) -> None:
         """Go to the next complete version of the conversation (every branch of the
         tree in turn: regenerated replies, edited questions and what followed them)."""
-        if self.generating:
+        if self.busy():
             return
         leaves = self.conversation.leaves()
         if len(leaves) < 2:
@@ -623,8 +676,7 @@ class ChatPane(Vertical):
     async def _switch_version(self, event: MessageView.SwitchVersion) -> None:
         """←/→ on a focused message: its previous/next version, and what followed it."""
         event.stop()
-        if self.generating:
-            self.notify("Still answering; press Esc to stop it first.", severity="warning")
+        if self.busy():
             return
         message = event.view.message
         siblings = self.conversation.siblings(message.id)
@@ -657,8 +709,7 @@ class ChatPane(Vertical):
         self.notify(f"Copied {label} ({len(text)} characters).", timeout=3)
 
     async def action_continue_reply(self) -> None:
-        if self.generating:
-            self.notify("Still answering; press Esc to stop it first.", severity="warning")
+        if self.busy():
             return
         await self.start_generation(continue_last=True)
 
@@ -784,6 +835,301 @@ class ChatPane(Vertical):
             f"system free {human_bytes(snap.system_available)}"
         )
         self.notify("\n".join(lines), title="Stats", timeout=15)
+
+    # -- comparing a turn and replaying a reply -------------------------------------------
+    def target_reply(self, message: ChatMessage | None = None) -> ChatMessage | None:
+        """The reply an action on "this reply" means: ``message`` (a question: its reply
+        on the active branch), else the focused message's, else the last reply."""
+        if message is None:
+            focused = self.app.focused
+            if isinstance(focused, MessageView) and focused.parent is self.messages_view:
+                message = focused.message
+        if message is None:
+            return self.last_reply()
+        transcript = self.conversation.transcript
+        if message.role == "user" and message in transcript:
+            after = transcript[transcript.index(message) + 1 :]
+            message = after[0] if after else None
+        if message is None or message.role != "assistant" or message not in transcript:
+            return None
+        return message
+
+    def _turn_before(self, reply: ChatMessage) -> list[dict[str, str]]:
+        transcript = self.conversation.transcript
+        return [m.as_chat() for m in transcript[: transcript.index(reply)] if m.role != "system"]
+
+    def _local_only(self, doing: str) -> bool:
+        if self.controller.on_endpoint:
+            self.notify(
+                f"{doing} runs models on this machine; switch to a local model first.",
+                severity="warning",
+                timeout=8,
+            )
+            return False
+        return True
+
+    async def action_compare(self, specs: str = "", message: ChatMessage | None = None) -> None:
+        """``/compare SPEC ...``: answer the turn of this reply again with each SPEC
+        (``@bf16``, ``./other@4bit``, ``@same-no-draft``), side by side with the loaded
+        model's answer; ``settings=turn`` uses the turn's own settings and seed instead
+        of greedy decoding, ``load=together|sequential`` overrides the memory estimate."""
+        if self.busy() or not self._local_only("Comparing"):
+            return
+        reply = self.target_reply(message)
+        if reply is None:
+            self.notify("There is no reply to compare; send a message first.", severity="warning")
+            return
+        if specs.strip():
+            self._start_compare(reply, specs)
+            return
+        from ..screens.dialogs import TextPrompt
+
+        def answered(value: str | None) -> None:
+            if value and value.strip():
+                self._start_compare(reply, value)
+
+        self.app.push_screen(
+            TextPrompt(
+                "Compare this turn with (e.g. @bf16  @8bit  ./other@4bit  @same-no-draft)",
+                self.last_compare,
+            ),
+            answered,
+        )
+
+    def _start_compare(self, reply: ChatMessage, text: str) -> None:
+        from ..engine.errors import EngineError
+        from ..engine.provenance import Provenance
+        from ..engine.settings import GenerationSettings
+        from ..engine.spec import parse_compare_spec, precision_tag
+        from ..screens.comparison import ComparisonScreen
+
+        if self.busy() or reply not in self.conversation.transcript:
+            return
+        options = {"settings": "greedy", "load": "auto"}
+        wanted = []
+        try:
+            for word in text.split():
+                name, equals, value = word.partition("=")
+                if equals and name in options:
+                    options[name] = value
+                else:
+                    wanted.append(parse_compare_spec(word))
+            if options["settings"] not in ("greedy", "turn"):
+                raise EngineError("settings= is greedy (the default) or turn.")
+            placements = {
+                "auto": "auto",
+                "together": "together",
+                "sequential": "one after the other",
+            }
+            if options["load"] not in placements:
+                raise EngineError("load= is auto (the default), together or sequential.")
+            if not wanted:
+                raise EngineError("Give at least one spec to compare with, e.g. /compare @bf16.")
+        except EngineError as exc:
+            self.notify(str(exc), title="Not compared", severity="error", timeout=10)
+            return
+        self.last_compare = text.strip()
+        use_turn = options["settings"] == "turn"
+        snapshot = Provenance.from_dict(reply.provenance) if reply.provenance else None
+        if use_turn and snapshot is not None:
+            settings = snapshot.generation_settings()
+        else:
+            settings = GenerationSettings(dict(self.conversation.settings))
+        model = self.controller.model
+        reference = precision_tag(model.spec, model.dtype) if model is not None else "loaded model"
+        labels = [reference, *(w.label for w in wanted)]
+        shown = [f"{reference} (loaded model)", *labels[1:]]
+        messages = self._turn_before(reply)
+        question = messages[-1]["content"] if messages else ""
+        self.stop_event = threading.Event()
+        self._comparing = _Comparing(reply.parent, labels, [""] * len(labels))
+        screen = ComparisonScreen(question, shown, self.stop_event)
+        self.side_task, self.side_status = "comparing", ""
+        self.update_status()
+        self.app.push_screen(screen, lambda _: self.focus_prompt())
+        self._compare(
+            screen,
+            messages,
+            [str(w) for w in wanted],
+            self.conversation.system_prompt or None,
+            settings,
+            use_turn,
+            placements[options["load"]],
+            self.stop_event,
+        )
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def _compare(
+        self,
+        screen: Any,
+        messages: list[dict[str, str]],
+        specs: list[str],
+        system_prompt: str | None,
+        settings: Any,
+        use_turn_settings: bool,
+        placement: str,
+        stop: threading.Event,
+    ) -> None:
+        from ..engine.errors import EngineError
+
+        comparing = self._comparing
+        chunk, status = screen.Chunk, screen.Status
+
+        def on_text(index: int, text: str) -> None:
+            if comparing is not None and 0 <= index < len(comparing.texts):
+                comparing.texts[index] += text  # what was shown, should the app close now
+            screen.post_message(chunk(index, text))
+
+        def on_reply(reply: Any) -> None:
+            if comparing is not None:
+                fields = reply.message_fields()
+                fields["stop_reason"] = StopReason(fields.get("stop_reason") or "error")
+                comparing.finished[reply.index] = fields
+
+        def on_progress(step: Any) -> None:
+            done = f" {step.fraction * 100:.0f}%" if step.fraction is not None else ""
+            screen.post_message(status(f"{step.message}{done}"))
+            self.post_message(self._SideStatus(f"comparing: {step.stage} {step.label}{done}"))
+
+        try:
+            result = self.controller.compare(
+                messages,
+                specs,
+                stop_event=stop,
+                system_prompt=system_prompt,
+                settings=settings,
+                use_turn_settings=use_turn_settings,
+                placement=placement,
+                on_progress=on_progress,
+                on_text=on_text,
+                on_reply=on_reply,
+            )
+            self.post_message(self._SideTaskEnded(result))
+        except EngineError as exc:
+            self.post_message(self._SideTaskEnded(None, str(exc)))
+
+    def _keep_compared(self, replies: list[tuple[str, str, dict[str, Any]]], cut: str) -> int:
+        """Add a comparison's replies (label, text, stored fields) as siblings of the
+        turn's reply, leaving the active branch as it is. ``cut`` is the stop reason
+        for a reply that was stopped. The number kept."""
+        comparing, self._comparing = self._comparing, None
+        if comparing is None:
+            return 0
+        parent, kept = comparing.parent, 0
+        if parent is not None and self.conversation.get(parent) is None:
+            parent = None  # cleared meanwhile: nothing to hang them on
+        for label, text, fields in replies:
+            if not text and fields.get("error") is None:
+                continue
+            if fields.get("stop_reason") == StopReason.STOPPED:
+                fields["stop_reason"] = cut
+            fields["label"] = label
+            if parent is not None:
+                self.conversation.add_child(parent, "assistant", text, make_head=False, **fields)
+                kept += 1
+        return kept
+
+    @on(_SideStatus)
+    def _side_status(self, event: _SideStatus) -> None:
+        event.stop()
+        if self.side_task and self.side_status != "stopping…":
+            self.side_status = event.text
+            self.update_status()
+
+    @on(_SideTaskEnded)
+    async def _side_task_ended(self, event: _SideTaskEnded) -> None:
+        event.stop()
+        task, self.side_task, self.side_status = self.side_task, None, ""
+        if task == "comparing":
+            await self._compared(event.result, event.problem)
+        elif task == "replaying":
+            self._replayed(event.result, event.problem)
+        self.update_status()
+
+    async def _compared(self, comparison: Any, problem: str) -> None:
+        from ..screens.comparison import ComparisonScreen
+
+        kept = 0
+        if comparison is not None and self._comparing is not None:
+            replies = []
+            for reply in comparison.replies:
+                fields = reply.message_fields()
+                fields["stop_reason"] = StopReason(fields.get("stop_reason") or "error")
+                replies.append((reply.label, reply.text, fields))
+            kept = self._keep_compared(replies, StopReason.STOPPED)
+        self._comparing = None
+        saved = ""
+        if kept:
+            saved = (
+                f"{kept} replies kept as versions of this turn (←/→ on the reply)"
+                if self.save()
+                else "NOT SAVED (see the notice)"
+            )
+            await self.rebuild()
+        for screen in self.app.screen_stack:
+            if isinstance(screen, ComparisonScreen):
+                screen.post_message(ComparisonScreen.Done(comparison, problem, saved))
+        if problem:
+            self.notify(problem, title="Not compared", severity="error", timeout=10)
+
+    def action_replay(self, message: ChatMessage | None = None) -> None:
+        """``/replay``: make this reply again from its snapshot and say whether it is
+        identical or where it diverges (and why, when a recorded condition differs)."""
+        if self.busy() or not self._local_only("Replaying"):
+            return
+        reply = self.target_reply(message)
+        if reply is None:
+            self.notify("There is no reply to replay.", severity="warning")
+            return
+        self.stop_event = threading.Event()
+        self.side_task, self.side_status = "replaying", ""
+        self.update_status()
+        self._replay(reply, self._turn_before(reply), self.stop_event)
+
+    @work(thread=True, exclusive=True, group="replay", exit_on_error=False)
+    def _replay(
+        self, reply: ChatMessage, messages: list[dict[str, str]], stop: threading.Event
+    ) -> None:
+        from ..engine.errors import EngineError
+
+        def progress(fraction: float, stage: str) -> None:
+            self.post_message(self._SideStatus(f"replaying: {stage} {fraction * 100:.0f}%"))
+
+        try:
+            report = self.controller.replay(
+                messages,
+                reply.content,
+                reply.provenance or {},
+                stop_event=stop,
+                system_prompt=self.conversation.system_prompt or None,
+                saved_stop_reason=reply.stop_reason,
+                progress=progress,
+            )
+            self.post_message(self._SideTaskEnded(report))
+        except EngineError as exc:
+            self.post_message(self._SideTaskEnded(None, str(exc)))
+
+    def _replayed(self, report: Any, problem: str) -> None:
+        if problem:
+            self.notify(problem, title="Not replayed", severity="error", timeout=10)
+        elif report is None or report.stopped:
+            self.notify("Replay stopped.", timeout=3)
+        else:
+            self.notify(
+                report.describe(),
+                title="Replay",
+                severity="information" if report.identical else "warning",
+                timeout=20,
+            )
+
+    @on(MessageView.Act)
+    async def _act_on_message(self, event: MessageView.Act) -> None:
+        """A key on a focused message: compare its turn, replay it."""
+        event.stop()
+        if event.action == "compare":
+            await self.action_compare(message=event.view.message)
+        elif event.action == "replay":
+            self.action_replay(message=event.view.message)
 
     # -- the active branch ------------------------------------------------------------------
     async def rebuild(self) -> None:

@@ -31,6 +31,8 @@ def describe(message: ChatMessage, version: tuple[int, int] | None = None) -> st
     if version is not None and version[1] > 1:
         parts[0] += f" ‹{version[0]}/{version[1]}›"
     if message.role == "assistant":
+        if message.label:
+            parts.append(message.label)
         if message.model:
             parts.append(message.model)
         if message.new_tokens:
@@ -51,7 +53,11 @@ class MessageView(Vertical, can_focus=True):
     BINDINGS = [
         Binding("left", "version(-1)", "Previous version", id="message.previous_version"),
         Binding("right", "version(1)", "Next version", id="message.next_version"),
-    ]
+        Binding("c", "act('compare')", "Compare", id="message.compare",
+                tooltip="answer this turn again with another precision or model, side by side"),
+        Binding("p", "act('replay')", "Replay", id="message.replay",
+                tooltip="make this reply again from its snapshot: identical, or where it differs"),
+    ]  # fmt: skip
 
     streaming: reactive[bool] = reactive(False)
 
@@ -59,6 +65,13 @@ class MessageView(Vertical, can_focus=True):
     class SwitchVersion(Message):
         view: MessageView
         step: int
+
+    @dataclass
+    class Act(Message):
+        """A key for an action on this message (``compare``, ``replay``)."""
+
+        view: MessageView
+        action: str
 
     def __init__(
         self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
@@ -76,6 +89,9 @@ class MessageView(Vertical, can_focus=True):
 
     def action_version(self, step: int) -> None:
         self.post_message(self.SwitchVersion(self, step))
+
+    def action_act(self, action: str) -> None:
+        self.post_message(self.Act(self, action))
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
