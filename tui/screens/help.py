@@ -33,6 +33,8 @@ EXTRA_KEYS = [
     KeyHelp("shift+tab", "from the prompt to the messages; tab goes back"),
     KeyHelp("pageup / pagedown / home / end", "scroll the messages (once they have focus)"),
     KeyHelp("← / → on a message", "its other versions (marked ‹2/3›)"),
+    KeyHelp("c on a reply", "compare its turn with another precision or model (`/compare`)"),
+    KeyHelp("p on a reply", "replay it from its snapshot: identical, or where it differs"),
 ]
 
 
@@ -54,6 +56,13 @@ def help_markdown(keys: list[KeyHelp]) -> str:
         "then Enter) keeps the old one: the conversation is a tree. A message with other "
         "versions shows `‹2/3›`; focus it (shift+tab) and press ←/→, or press ctrl+t to "
         "step through every complete version.\n"
+        "\n## Comparing\n\n`/compare @bf16` (or `c` on a focused reply) answers the turn "
+        "again with another precision or model, greedy for a fair comparison "
+        "(`settings=turn` keeps the turn's own settings and seed), and shows both replies "
+        "side by side with their memory, speed and agreement. Both are kept as versions "
+        "of the turn, labelled with their spec; the loaded model stays loaded. Specs: "
+        "`@fp32` `@bf16` `@fp16` `@8bit` `@4bit` `@4bit-fp4`, after a model "
+        "(`./other@bf16`), or `@same-no-draft` to measure speculative decoding.\n"
     )
 
 
