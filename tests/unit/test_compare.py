@@ -220,8 +220,13 @@ def test_a_stop_ends_the_comparison_and_restores(engine) -> None:
 
 def test_a_model_that_cannot_load_is_one_reply_with_an_error(engine) -> None:
     before = kept_state(engine)
-    comparison = compare_turn(engine, QUESTION, ["/no/such/model@bf16", "@bf16"])
+    steps = []
+    comparison = compare_turn(
+        engine, QUESTION, ["/no/such/model@bf16", "@bf16"], on_progress=steps.append
+    )
     _ref, missing, bf16 = comparison.replies
+    # found missing before anything was loaded or set aside for it
+    assert not [s for s in steps if s.index == 1 and s.stage in ("loading", "restoring")]
     assert missing.error and "No such folder" in missing.error
     assert missing.stats.stop_reason == "error" and missing.text == ""
     assert not bf16.error and bf16.text

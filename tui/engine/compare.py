@@ -347,10 +347,7 @@ class _Run:
             other.load(spec, self.loading("loading", index, label))
         except EngineError as exc:
             other.assistant = None
-            failed = ComparedReply(index, label, spec.display_name, spec, placement, error=str(exc))
-            failed.stats.stop_reason = StopReason.ERROR
-            failed.stats.error = str(exc)
-            return failed, False
+            return _failed(index, label, spec, placement, exc), False
         try:
             reply = self.generate(other, index, label, placement)
             same = _same_vocabulary(other.require_model().tokenizer, reference.loaded.tokenizer)
@@ -464,6 +461,16 @@ def compare_turn(
         return comparison
 
 
+def _failed(
+    index: int, label: str, spec: ModelSpec, placement: str, exc: EngineError
+) -> ComparedReply:
+    """The reply of a side whose model could not be loaded: its error, nothing else."""
+    failed = ComparedReply(index, label, spec.display_name, spec, placement, error=str(exc))
+    failed.stats.stop_reason = StopReason.ERROR
+    failed.stats.error = str(exc)
+    return failed
+
+
 def _compare_one(
     run: _Run,
     wanted: CompareSpec,
@@ -484,6 +491,10 @@ def _compare_one(
         # what is loaded already (``@fp32`` for a model loaded with dtype auto on CPU)
         reply = run.generate(engine, index, label, PLACEMENT_SAME)
     else:
+        try:  # a missing folder fails here, before the reference is set aside for it
+            loader.check_local_source(target)
+        except EngineError as exc:
+            return _failed(index, label, target, placement, exc)
         where = placement
         if where == "auto":
             tokens = len(prompt_ids) + int(run.settings.values.get("max_new_tokens") or 0)

@@ -97,6 +97,34 @@ def _offline() -> bool:
         return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
 
 
+def check_local_source(spec: ModelSpec) -> None:
+    """Raise :class:`MissingFilesError` at once for a source on this machine that cannot
+    load (no such file or folder, a folder without config or weights); nothing is read
+    beyond a directory listing. A Hub id passes (it is looked up when loading)."""
+    if spec.is_default:
+        return
+    source = spec.source
+    path = Path(source).expanduser()
+    if spec.is_gguf:
+        if not path.is_file():
+            raise MissingFilesError(f"No such GGUF file: {source}.")
+        return
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MissingFilesError(
+                f"{source} has no config.json, so it is not a transformers model folder."
+            )
+        if not any(any(path.glob(p)) for p in _WEIGHT_PATTERNS):
+            raise MissingFilesError(
+                f"{source} has a config.json but no weights (*.safetensors or *.bin)."
+            )
+        return
+    if path.exists():
+        raise MissingFilesError(f"{source} is a file but not a .gguf model.")
+    if _looks_like_path(source):
+        raise MissingFilesError(f"No such folder or file: {source}.")
+
+
 def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
     """Find the files for ``spec.source`` on disk, downloading from the Hub if allowed."""
     from . import default_model
@@ -110,25 +138,12 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
             default_model.ensure_converted(convert_report), hub_id=default_model.HUB_ID
         )
 
+    check_local_source(spec)
     path = Path(source).expanduser()
     if spec.is_gguf:
-        if not path.is_file():
-            raise MissingFilesError(f"No such GGUF file: {source}.")
         return ResolvedSource(default_model.convert_gguf(path, progress=convert_report))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise MissingFilesError(
-                f"{source} has no config.json, so it is not a transformers model folder."
-            )
-        if not any(any(path.glob(p)) for p in _WEIGHT_PATTERNS):
-            raise MissingFilesError(
-                f"{source} has a config.json but no weights (*.safetensors or *.bin)."
-            )
         return ResolvedSource(path)
-    if path.exists():
-        raise MissingFilesError(f"{source} is a file but not a .gguf model.")
-    if _looks_like_path(source):
-        raise MissingFilesError(f"No such folder or file: {source}.")
     return _resolve_hub(spec, report)
 
 
