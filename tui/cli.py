@@ -647,6 +647,19 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
             note(notice)
     if ns.stats and stats is not None:
         note(stats.describe())
+    code = _ended_early(closed, save_error, interrupts, "the partial reply was" if saved else "")
+    if code is not None:
+        return code
+    if stats is not None and stats.error:
+        error(stats.error)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _ended_early(closed: list, save_error, interrupts: _Interrupts, saved: str) -> int | None:
+    """The exit code of a one-shot run whose stdout closed, whose save failed or that was
+    interrupted (each said on stderr), or ``None`` if none of these happened. ``saved``
+    names what was saved on an interrupt ("the partial reply was"), empty if nothing."""
     if closed:
         code = closed[0].report()
         if save_error is not None:
@@ -656,12 +669,9 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         error(str(save_error))
         return EXIT_ERROR
     if interrupts.received:
-        error("Interrupted; the partial reply was saved." if saved else "Interrupted.")
+        error(f"Interrupted; {saved} saved." if saved else "Interrupted.")
         return interrupts.exit_code
-    if stats is not None and stats.error:
-        error(stats.error)
-        return EXIT_ERROR
-    return EXIT_OK
+    return None
 
 
 def run_compare(ns: argparse.Namespace, engine, store, conv, save_error, progress) -> int:
@@ -796,17 +806,9 @@ def run_compare(ns: argparse.Namespace, engine, store, conv, save_error, progres
                 note(f"{reply.label}: {notice}")
             if ns.stats:
                 note(f"{reply.label}: {reply.stats.describe()}")
-    if closed:
-        code = closed[0].report()
-        if save_error is not None:
-            error(str(save_error))
+    code = _ended_early(closed, save_error, interrupts, "the replies so far were" if saved else "")
+    if code is not None:
         return code
-    if save_error is not None:
-        error(str(save_error))
-        return EXIT_ERROR
-    if interrupts.received:
-        error("Interrupted; the replies so far were saved." if saved else "Interrupted.")
-        return interrupts.exit_code
     for failure in failures:
         error(failure)
     return EXIT_ERROR if failures else EXIT_OK
