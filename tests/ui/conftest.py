@@ -406,6 +406,44 @@ class UI:
         await pilot.press("enter")
         await cls.settle(pilot)
 
+    @classmethod
+    async def choose_theme(cls, pilot: Pilot, query: str, name: str) -> None:
+        """ctrl+p, "Change theme", type ``query``, pick ``name``: each key waits for the
+        palette that is to receive it (the theme list is a second palette, pushed as the
+        first one closes; text pasted in between would land in the closing one)."""
+        from textual.command import CommandInput, CommandPalette
+
+        app = pilot.app
+
+        def palette_input(placeholder: str) -> CommandInput | None:
+            screen = app.screen
+            if not isinstance(screen, CommandPalette):
+                return None
+            inputs = list(screen.query(CommandInput))
+            if not inputs or inputs[0].placeholder != placeholder or app.focused is not inputs[0]:
+                return None
+            return inputs[0]
+
+        commands = "Search for commands…"
+        await pilot.press("ctrl+p")
+        await cls.wait_until(pilot, lambda: palette_input(commands) is not None, "the palette")
+        await pilot.press(*"theme")  # keys, not a paste: each waits until handled
+        await cls.wait_until(
+            pilot, lambda: "Change the current theme" in cls.screen_text(app), "the theme command"
+        )
+        await pilot.press("enter")
+        themes = "Search for themes…"
+        await cls.wait_until(pilot, lambda: palette_input(themes) is not None, "the theme list")
+        await pilot.press(*query)
+        await cls.wait_until(
+            pilot,
+            lambda: getattr(palette_input(themes), "value", None) == query,
+            f"{query!r} in the theme search",
+        )
+        await cls.wait_until(pilot, lambda: name in cls.screen_text(app), f"{name} listed")
+        await pilot.press("enter")
+        await cls.wait_until(pilot, lambda: app.theme == name, f"the theme {name}")
+
     @staticmethod
     def screen_text(app: ChatApp) -> str:
         """What is drawn on the terminal right now, as plain text lines (parsed from

@@ -148,19 +148,7 @@ async def test_choosing_a_theme_in_the_palette_changes_only_the_theme_line(make_
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.ready(pilot)
-        await pilot.press("ctrl+p")
-        await ui.wait_until(pilot, lambda: app.screen is not app.main_screen, "the palette")
-        await ui.paste(pilot, "theme")
-        await ui.wait_until(
-            pilot, lambda: "Change the current theme" in ui.screen_text(app), "the theme command"
-        )
-        await pilot.press("enter")  # "Change theme"
-        await ui.paste(pilot, "chat-tui-light")
-        await ui.wait_until(
-            pilot, lambda: "chat-tui-light" in ui.screen_text(app), "the theme in the list"
-        )
-        await pilot.press("enter")
-        await ui.wait_until(pilot, lambda: app.theme == "chat-tui-light", "the new theme")
+        await ui.choose_theme(pilot, "chat-tui-light", "chat-tui-light")
         await ui.wait_until(
             pilot, lambda: "chat-tui-light" in dirs.config_file.read_text(), "the config write"
         )

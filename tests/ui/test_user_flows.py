@@ -190,17 +190,7 @@ async def test_a_user_theme_file_appears_in_the_palette(make_app, dirs, ui, size
         (warning,) = [n for n in ui.notes(app, "warning") if "broken.toml" in n.message]
         assert "primray" in warning.message
         app.clear_notifications()  # a toast must not cover the palette's list
-        await pilot.press("ctrl+p")
-        await ui.wait_until(pilot, lambda: app.screen is not app.main_screen, "the palette")
-        await ui.paste(pilot, "theme")
-        await ui.wait_until(
-            pilot, lambda: "Change the current theme" in ui.screen_text(app), "the command"
-        )
-        await pilot.press("enter")
-        await ui.paste(pilot, "solarised")
-        await ui.wait_until(pilot, lambda: "solarised-mine" in ui.screen_text(app), "listed")
-        await pilot.press("enter")
-        await ui.wait_until(pilot, lambda: app.theme == "solarised-mine", "the user theme")
+        await ui.choose_theme(pilot, "solarised", "solarised-mine")
     assert 'theme = "solarised-mine"' in dirs.config_file.read_text()
 
 
