@@ -125,9 +125,8 @@ async def test_compare_with_8bit_one_after_the_other(real_app, dirs, ui) -> None
 async def test_esc_stops_a_comparison_and_keeps_what_was_shown(real_app, dirs, ui) -> None:
     app = real_app
     async with app.run_test(size=(120, 40)) as pilot:
-        pane, _user, reply = await _first_reply(
-            app, pilot, ui, "do_sample=false max_new_tokens=4000 min_new_tokens=4000"
-        )
+        pane, _user, reply = await _first_reply(app, pilot, ui)
+        await ui.send(pilot, "/set max_new_tokens=4000 min_new_tokens=4000")  # long replies
         await ui.paste(pilot, "/compare @bf16")
         await pilot.press("enter")
         screen = await _comparison(app, pilot, ui)
@@ -149,9 +148,8 @@ async def test_esc_stops_a_comparison_and_keeps_what_was_shown(real_app, dirs, u
 async def test_quitting_mid_comparison_saves_what_was_shown(real_app, dirs, ui) -> None:
     app = real_app
     async with app.run_test(size=(120, 40)) as pilot:
-        pane, _user, reply = await _first_reply(
-            app, pilot, ui, "do_sample=false max_new_tokens=4000 min_new_tokens=4000"
-        )
+        pane, _user, reply = await _first_reply(app, pilot, ui)
+        await ui.send(pilot, "/set max_new_tokens=4000 min_new_tokens=4000")  # long replies
         await ui.paste(pilot, "/compare @bf16")
         await pilot.press("enter")
         screen = await _comparison(app, pilot, ui)

@@ -24,7 +24,10 @@ async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs,
         )
         assert isinstance(app.controller.engine, Engine)
         assert app.controller.engine.loaded.spec.source == str(tiny_llama_dir)
-        assert not app.query_one("#load-progress").display
+        # the bar hides once the UI thread has handled the load's end
+        await ui.wait_until(
+            pilot, lambda: not app.query_one("#load-progress").display, "the progress bar to hide"
+        )
         await ui.paste(pilot, "/set do_sample=false max_new_tokens=8")
         await pilot.press("enter")
         await ui.settle(pilot)
