@@ -411,7 +411,7 @@ class UI:
         """ctrl+p, "Change theme", type ``query``, pick ``name``: each key waits for the
         palette that is to receive it (the theme list is a second palette, pushed as the
         first one closes; text pasted in between would land in the closing one)."""
-        from textual.command import CommandInput, CommandPalette
+        from textual.command import CommandInput, CommandList, CommandPalette
 
         app = pilot.app
 
@@ -424,12 +424,23 @@ class UI:
                 return None
             return inputs[0]
 
+        def highlighted() -> str:
+            screen = app.screen
+            if not isinstance(screen, CommandPalette):
+                return ""
+            lists = list(screen.query(CommandList))
+            if not lists or lists[0].highlighted is None:
+                return ""
+            return str(lists[0].get_option_at_index(lists[0].highlighted).prompt)
+
+        # Enter picks the highlighted hit, and hits arrive (and reorder) as providers
+        # answer: wait for the wanted one to be highlighted before each Enter.
         commands = "Search for commands…"
         await pilot.press("ctrl+p")
         await cls.wait_until(pilot, lambda: palette_input(commands) is not None, "the palette")
         await pilot.press(*"theme")  # keys, not a paste: each waits until handled
         await cls.wait_until(
-            pilot, lambda: "Change the current theme" in cls.screen_text(app), "the theme command"
+            pilot, lambda: "Change the current theme" in highlighted(), "the theme command"
         )
         await pilot.press("enter")
         themes = "Search for themes…"
@@ -440,7 +451,7 @@ class UI:
             lambda: getattr(palette_input(themes), "value", None) == query,
             f"{query!r} in the theme search",
         )
-        await cls.wait_until(pilot, lambda: name in cls.screen_text(app), f"{name} listed")
+        await cls.wait_until(pilot, lambda: name in highlighted(), f"{name} highlighted")
         await pilot.press("enter")
         await cls.wait_until(pilot, lambda: app.theme == name, f"the theme {name}")
 
