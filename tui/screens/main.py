@@ -295,11 +295,16 @@ class MainScreen(Screen):
             await self.close_pane(pane)
 
     def _cycle(self, step: int) -> None:
-        panes = [p.parent.id for p in self.panes()]
-        if len(panes) < 2:
+        panes = list(self.panes())
+        ids = [p.parent.id for p in panes]
+        if len(ids) < 2:
             return
-        index = panes.index(self.tabs.active) if self.tabs.active in panes else 0
-        self.tabs.active = panes[(index + step) % len(panes)]
+        index = ids.index(self.tabs.active) if self.tabs.active in ids else 0
+        index = (index + step) % len(ids)
+        self.tabs.active = ids[index]
+        # focus moves now, with the tab: a focus report still on its way from the tab we
+        # leave then finds the focus elsewhere and is dropped, instead of switching back
+        self.set_focus(panes[index].prompt)
 
     def action_next_tab(self) -> None:
         self._cycle(1)
