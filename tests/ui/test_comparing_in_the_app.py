@@ -42,6 +42,18 @@ async def _comparison(app, pilot, ui) -> ComparisonScreen:
     return app.screen  # type: ignore[return-value]
 
 
+async def _long_comparison_streaming(app, pilot, ui):
+    """A first reply, then a comparison of long replies, once the first is streaming:
+    (pane, the first reply, the comparison screen)."""
+    pane, _user, reply = await _first_reply(app, pilot, ui)
+    await ui.send(pilot, "/set max_new_tokens=4000 min_new_tokens=4000")  # long replies
+    await ui.paste(pilot, "/compare @bf16")
+    await pilot.press("enter")
+    screen = await _comparison(app, pilot, ui)
+    await ui.wait_until(pilot, lambda: len(screen.texts[0]) > 20, "the first reply to stream")
+    return pane, reply, screen
+
+
 async def test_compare_fp32_with_bf16_side_by_side(real_app, dirs, ui) -> None:
     app = real_app
     async with app.run_test(size=(120, 40)) as pilot:
@@ -125,12 +137,7 @@ async def test_compare_with_8bit_one_after_the_other(real_app, dirs, ui) -> None
 async def test_esc_stops_a_comparison_and_keeps_what_was_shown(real_app, dirs, ui) -> None:
     app = real_app
     async with app.run_test(size=(120, 40)) as pilot:
-        pane, _user, reply = await _first_reply(app, pilot, ui)
-        await ui.send(pilot, "/set max_new_tokens=4000 min_new_tokens=4000")  # long replies
-        await ui.paste(pilot, "/compare @bf16")
-        await pilot.press("enter")
-        screen = await _comparison(app, pilot, ui)
-        await ui.wait_until(pilot, lambda: len(screen.texts[0]) > 20, "the first reply to stream")
+        pane, reply, screen = await _long_comparison_streaming(app, pilot, ui)
         await ui.press(pilot, "escape")
         await ui.wait_until(pilot, lambda: screen.finished, "the comparison to stop", timeout=60)
         shown_first = screen.texts[0]
@@ -148,12 +155,7 @@ async def test_esc_stops_a_comparison_and_keeps_what_was_shown(real_app, dirs, u
 async def test_quitting_mid_comparison_saves_what_was_shown(real_app, dirs, ui) -> None:
     app = real_app
     async with app.run_test(size=(120, 40)) as pilot:
-        pane, _user, reply = await _first_reply(app, pilot, ui)
-        await ui.send(pilot, "/set max_new_tokens=4000 min_new_tokens=4000")  # long replies
-        await ui.paste(pilot, "/compare @bf16")
-        await pilot.press("enter")
-        screen = await _comparison(app, pilot, ui)
-        await ui.wait_until(pilot, lambda: len(screen.texts[0]) > 20, "the first reply to stream")
+        pane, reply, screen = await _long_comparison_streaming(app, pilot, ui)
         conv_id = pane.conversation.id
         app.save_and_exit(15)  # as SIGTERM (or a closed terminal) does
         shown = pane.conversation.siblings(reply.id)[-1].content

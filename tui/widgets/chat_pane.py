@@ -80,6 +80,13 @@ class _ChunkBuffer:
             self.post(text)
 
 
+def _stored_fields(reply: Any) -> dict[str, Any]:
+    """A compared reply's stored fields, its stop reason as a :class:`StopReason`."""
+    fields = reply.message_fields()
+    fields["stop_reason"] = StopReason(fields.get("stop_reason") or "error")
+    return fields
+
+
 @dataclass
 class _Comparing:
     """A comparison being made: where its replies go and what each has shown so far."""
@@ -858,26 +865,32 @@ class ChatPane(Vertical):
         transcript = self.conversation.transcript
         return [m.as_chat() for m in transcript[: transcript.index(reply)] if m.role != "system"]
 
-    def _local_only(self, doing: str) -> bool:
+    def _reply_to(self, doing: str, message: ChatMessage | None, none: str) -> ChatMessage | None:
+        """The reply a compare or replay acts on, or ``None`` (and a notice) when the pane
+        is busy, the model is on an endpoint, or there is no such reply (``none``)."""
+        if self.busy():
+            return None
         if self.controller.on_endpoint:
             self.notify(
                 f"{doing} runs models on this machine; switch to a local model first.",
                 severity="warning",
                 timeout=8,
             )
-            return False
-        return True
+            return None
+        reply = self.target_reply(message)
+        if reply is None:
+            self.notify(none, severity="warning")
+        return reply
 
     async def action_compare(self, specs: str = "", message: ChatMessage | None = None) -> None:
         """``/compare SPEC ...``: answer the turn of this reply again with each SPEC
         (``@bf16``, ``./other@4bit``, ``@same-no-draft``), side by side with the loaded
         model's answer; ``settings=turn`` uses the turn's own settings and seed instead
         of greedy decoding, ``load=together|sequential`` overrides the memory estimate."""
-        if self.busy() or not self._local_only("Comparing"):
-            return
-        reply = self.target_reply(message)
+        reply = self._reply_to(
+            "Comparing", message, "There is no reply to compare; send a message first."
+        )
         if reply is None:
-            self.notify("There is no reply to compare; send a message first.", severity="warning")
             return
         if specs.strip():
             self._start_compare(reply, specs)
@@ -982,9 +995,7 @@ class ChatPane(Vertical):
 
         def on_reply(reply: Any) -> None:
             if comparing is not None:
-                fields = reply.message_fields()
-                fields["stop_reason"] = StopReason(fields.get("stop_reason") or "error")
-                comparing.finished[reply.index] = fields
+                comparing.finished[reply.index] = _stored_fields(reply)
 
         def on_progress(step: Any) -> None:
             done = f" {step.fraction * 100:.0f}%" if step.fraction is not None else ""
@@ -1051,11 +1062,7 @@ class ChatPane(Vertical):
 
         kept = 0
         if comparison is not None and self._comparing is not None:
-            replies = []
-            for reply in comparison.replies:
-                fields = reply.message_fields()
-                fields["stop_reason"] = StopReason(fields.get("stop_reason") or "error")
-                replies.append((reply.label, reply.text, fields))
+            replies = [(r.label, r.text, _stored_fields(r)) for r in comparison.replies]
             kept = self._keep_compared(replies, StopReason.STOPPED)
         self._comparing = None
         saved = ""
@@ -1075,11 +1082,8 @@ class ChatPane(Vertical):
     def action_replay(self, message: ChatMessage | None = None) -> None:
         """``/replay``: make this reply again from its snapshot and say whether it is
         identical or where it diverges (and why, when a recorded condition differs)."""
-        if self.busy() or not self._local_only("Replaying"):
-            return
-        reply = self.target_reply(message)
+        reply = self._reply_to("Replaying", message, "There is no reply to replay.")
         if reply is None:
-            self.notify("There is no reply to replay.", severity="warning")
             return
         self.stop_event = threading.Event()
         self.side_task, self.side_status = "replaying", ""
