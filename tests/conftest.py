@@ -45,6 +45,8 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     patch.setenv("CHAT_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     patch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
     patch.setenv("CHAT_TUI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    # where transformers copies a model's own code before importing it (never ~/.cache)
+    patch.setenv("HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf-modules")))
 
     from huggingface_hub import constants
 
@@ -250,3 +252,51 @@ def greedy() -> Any:
         return settings
 
     return make
+
+
+_EVIL_CONFIG = """
+from pathlib import Path
+
+from transformers import LlamaConfig
+
+MARKER = Path({marker!r})
+MARKER.write_text("configuration_evil.py ran")  # at import: the code ran
+
+
+class EvilConfig(LlamaConfig):
+    model_type = "evil_llama"
+
+    def __init__(self, **kwargs):
+        MARKER.write_text("EvilConfig was built")
+        super().__init__(**kwargs)
+"""
+
+
+@pytest.fixture(scope="session")
+def evil_model_dir(tmp_path_factory, tiny_llama_dir) -> Path:
+    """The tiny llama as a model that ships its own code: loading it with
+    ``trust_remote_code`` imports ``configuration_evil.py``, which writes
+    ``evil_model_dir.parent / "MARKER"``. Tests assert that the marker never appears."""
+    import json
+
+    root = tmp_path_factory.mktemp("evil")
+    folder = root / "model"
+    folder.mkdir()
+    for path in tiny_llama_dir.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "evil_llama"
+    config["architectures"] = ["LlamaForCausalLM"]
+    config["auto_map"] = {
+        "AutoConfig": "configuration_evil.EvilConfig",
+        "AutoModelForCausalLM": "configuration_evil.EvilConfig",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "configuration_evil.py").write_text(
+        _EVIL_CONFIG.format(marker=str(root / "MARKER"))
+    )
+    return folder
+
+
+def evil_marker(evil_model_dir: Path) -> Path:
+    return evil_model_dir.parent / "MARKER"

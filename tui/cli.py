@@ -245,14 +245,22 @@ def choose_spec(
     the user's ``[model]`` in config.toml, else (in the app) the last model loaded, else
     the bundled default. Every option given on the command line then wins."""
     from .engine.errors import EngineError
-    from .engine.spec import ModelSpec
+    from .engine.spec import DEFAULT_MODEL, ModelSpec
+    from .engine.trust import from_file
 
     base = ModelSpec()
     if "source" not in given:
-        for candidate in (configured, remembered):
+        for candidate, what in ((configured, "config.toml's [model]"), (remembered, "state.toml")):
             if candidate:
                 try:
-                    base = ModelSpec.from_dict(candidate)
+                    # a file describes a model; it never allows its code to run (only
+                    # --trust-remote-code does), and state.toml names no template file
+                    recorded = from_file({"source": DEFAULT_MODEL, **candidate}, what=what)
+                    base = recorded.spec
+                    if candidate is configured and isinstance(
+                        candidate.get("chat_template_file"), str
+                    ):
+                        base = base.with_changes(chat_template_file=candidate["chat_template_file"])
                     break
                 except (EngineError, TypeError, ValueError):
                     continue  # a bad remembered spec must not stop chat-tui
@@ -851,7 +859,35 @@ def _replay_target(store, text: str):
     return conv, message
 
 
-def run_replay(ns: argparse.Namespace) -> int:
+def replay_spec(snapshot: object, start, given: dict[str, object]):  # -> ModelSpec | None
+    """The model ``--replay`` may load for a reply's ``snapshot``, and the sentences to
+    say first. The file describes; only the command line authorizes: the snapshot's
+    model loads when it is the one chat-tui starts with (``start``: the default or
+    config.toml's model) or when the user names a model (``--model``), and remote code
+    runs only with ``--trust-remote-code``. ``None`` spec: no snapshot (``replay`` says
+    so). Raises :class:`EngineError` (one sentence) when the reply's model is another
+    one the user did not name."""
+    from .engine.errors import EngineError
+    from .engine.provenance import Provenance
+    from .engine.trust import same_model
+
+    saved = Provenance.from_dict(snapshot)
+    if saved is None or not saved.spec:
+        return None, []
+    recorded = saved.recorded()
+    if "source" not in given and not same_model(recorded.spec, start):
+        raise EngineError(
+            f"This reply was made by {recorded.spec.display_name} ({recorded.source}), not the "
+            f"model chat-tui starts with; to replay it with that model, name it: --model "
+            f"{recorded.source}."
+        )
+    said = list(recorded.refused)
+    if recorded.remote_code and given.get("trust_remote_code") is True:
+        said = said[1:]  # the user allowed it, now, on the command line
+    return recorded.spec.with_changes(**given), said
+
+
+def run_replay(ns: argparse.Namespace, start, given: dict[str, object]) -> int:
     """--replay: make a saved reply again from its snapshot; print "identical" or where
     it diverges and why (stdout). Exit 0 when identical, 1 otherwise."""
     from .engine import EngineError
@@ -862,9 +898,12 @@ def run_replay(ns: argparse.Namespace) -> int:
     store = SessionStore(ns.data_dir)
     try:
         conv, message = _replay_target(store, ns.replay)
-    except StoreError as exc:
+        spec, said = replay_spec(message.provenance, start, given)
+    except (StoreError, EngineError) as exc:
         error(str(exc))
         return EXIT_ERROR
+    for sentence in said:
+        note(sentence)
     history = [m.as_chat() for m in conv.path(message.parent) if m.role != "system"]
     if message.parent is None:
         history = []
@@ -880,6 +919,8 @@ def run_replay(ns: argparse.Namespace) -> int:
             saved_stop_reason=message.stop_reason,
             progress=progress,
             stop_event=stop,
+            spec=spec,
+            allow_download=True,  # the model chat-tui starts with, or one the user named
         )
     except EngineError as exc:
         progress.clear()
@@ -952,7 +993,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.list or ns.search is not None or ns.export is not None or ns.import_file is not None:
         return run_store_command(ns)
     if ns.replay is not None:
-        return run_replay(ns)
+        return run_replay(ns, spec, given)
     if ns.prompt is not None:
         return run_one_shot(ns, spec, settings_args)
 

@@ -171,8 +171,15 @@ def test_two_one_shot_runs_with_a_seed_give_identical_text(tiny_llama_dir, data_
 
 
 def test_a_one_shot_reply_stores_its_seed_and_replays_identically(tiny_llama_dir, data_dir) -> None:
+    # --raw: the drawn seed may make a control character, which stdout would drop
     code, out, err = one_shot(
-        tiny_llama_dir, data_dir, "temperature=0.9", "max_new_tokens=12", "--session", "notes"
+        tiny_llama_dir,
+        data_dir,
+        "temperature=0.9",
+        "max_new_tokens=12",
+        "--session",
+        "notes",
+        "--raw",
     )
     assert code == 0, err
     store = SessionStore(data_dir)
@@ -184,17 +191,21 @@ def test_a_one_shot_reply_stores_its_seed_and_replays_identically(tiny_llama_dir
     assert snap["settings"]["do_sample"] is True and snap["settings"]["temperature"] == 0.9
     assert snap["spec"]["source"] == str(tiny_llama_dir)
 
+    # another model than the one chat-tui starts with: named on the command line
     code, out, err = run_cli("--data-dir", data_dir, "--replay", "notes")
+    assert (code, out) == (1, "") and f"--model {tiny_llama_dir}" in err
+    model = ("--model", str(tiny_llama_dir))
+    code, out, err = run_cli("--data-dir", data_dir, "--replay", "notes", *model)
     assert (code, out) == (0, "identical\n"), err
-    code, out, _ = run_cli("--data-dir", data_dir, "--replay", f"notes:{reply.id}")
+    code, out, _ = run_cli("--data-dir", data_dir, "--replay", f"notes:{reply.id}", *model)
     assert (code, out) == (0, "identical\n")
-    code, out, _ = run_cli("--data-dir", data_dir, "--replay", "notes:2")
+    code, out, _ = run_cli("--data-dir", data_dir, "--replay", "notes:2", *model)
     assert (code, out) == (0, "identical\n")
 
     # an edited reply no longer matches: where, and (nothing recorded differs) no reason
     reply.content = "edited " + reply.content
     store.save(conv)
-    code, out, _ = run_cli("--data-dir", data_dir, "--replay", "notes:-1")
+    code, out, _ = run_cli("--data-dir", data_dir, "--replay", "notes:-1", *model)
     assert code == 1
     assert out.startswith("diverges at token 0 (character 0: saved 'edited")
 

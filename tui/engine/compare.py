@@ -213,7 +213,7 @@ def plan_placement(reference: Engine, spec: ModelSpec, tokens: int) -> tuple[str
     ref_name = reference.loaded.name if reference.loaded else "the loaded model"
     try:
         report = loader.estimate_for(spec)
-    except EngineError as exc:
+    except Exception as exc:  # an estimate is advice: any failure means "not known"
         return (
             PLACEMENT_SEQUENTIAL,
             f"No memory estimate for {spec.display_name} before loading it ({exc.__class__.__name__}"

@@ -276,6 +276,8 @@ class ModelController:
         system_prompt: str | None = None,
         saved_stop_reason: str | None = None,
         progress: Progress | None = None,
+        spec: ModelSpec | None = None,
+        allow_download: bool = False,
     ) -> ReplayReport | None:
         """Make a saved reply again from its snapshot (see :func:`.replay.replay`), on the
         local engine when it holds the snapshot's model; ``None`` if stopped while
@@ -295,6 +297,8 @@ class ModelController:
                 engine=engine,  # type: ignore[arg-type]
                 progress=progress,
                 stop_event=stop_event,
+                spec=spec,
+                allow_download=allow_download,
             )
 
     def forget(self, conversation_id: str) -> None:

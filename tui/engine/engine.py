@@ -50,9 +50,14 @@ class Engine(ChatEngine):
         self._generate_lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------
-    def load(self, spec: ModelSpec, progress: Progress | None = None) -> loader.LoadedModel:
+    def load(
+        self, spec: ModelSpec, progress: Progress | None = None, *, allow_download: bool = True
+    ) -> loader.LoadedModel:
+        """Load ``spec`` in place of the current model (``allow_download=False``: a Hub
+        id a file named is refused unless it is already on this machine)."""
         with self._load_lock:
-            new = loader.load(spec, progress)  # raises; self.loaded untouched on failure
+            # raises; self.loaded untouched on failure
+            new = loader.load(spec, progress, allow_download=allow_download)
             with self._generate_lock:
                 old, self.loaded = self.loaded, new
                 self.kv_cache.clear()
@@ -62,12 +67,18 @@ class Engine(ChatEngine):
             memory.release()
             return new
 
-    def load_assistant(self, spec: ModelSpec | None, progress: Progress | None = None) -> None:
+    def load_assistant(
+        self,
+        spec: ModelSpec | None,
+        progress: Progress | None = None,
+        *,
+        allow_download: bool = True,
+    ) -> None:
         """Speculative decoding: a small draft model sharing the main model's tokenizer."""
         if spec is None:
             self.assistant = None
         else:
-            self.assistant = loader.load(spec, progress)
+            self.assistant = loader.load(spec, progress, allow_download=allow_download)
         memory.release()
 
     @property

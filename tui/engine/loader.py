@@ -125,8 +125,30 @@ def check_local_source(spec: ModelSpec) -> None:
         raise MissingFilesError(f"No such folder or file: {source}.")
 
 
-def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
-    """Find the files for ``spec.source`` on disk, downloading from the Hub if allowed."""
+def on_this_machine(spec: ModelSpec) -> bool:
+    """Whether ``spec`` loads without a download: the bundled model, a file or folder,
+    or a Hub id whose snapshot is in the local cache. Nothing is asked of the network."""
+    if spec.is_default or _looks_like_path(spec.source) or Path(spec.source).expanduser().exists():
+        return True
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(
+            spec.source,
+            revision=spec.revision,
+            allow_patterns=["config.json"],
+            local_files_only=True,
+        )
+    except Exception:
+        return False
+    return True
+
+
+def resolve_source(
+    spec: ModelSpec, progress: Progress | None = None, *, allow_download: bool = True
+) -> ResolvedSource:
+    """Find the files for ``spec.source`` on disk, downloading from the Hub if allowed
+    (``allow_download``: the user asked for this model at this moment, not a file)."""
     from . import default_model
 
     report = progress or (lambda f, s: None)
@@ -144,10 +166,10 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
         return ResolvedSource(default_model.convert_gguf(path, progress=convert_report))
     if path.is_dir():
         return ResolvedSource(path)
-    return _resolve_hub(spec, report)
+    return _resolve_hub(spec, report, allow_download)
 
 
-def _resolve_hub(spec: ModelSpec, report: Progress) -> ResolvedSource:
+def _resolve_hub(spec: ModelSpec, report: Progress, allow_download: bool = True) -> ResolvedSource:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -176,6 +198,11 @@ def _resolve_hub(spec: ModelSpec, report: Progress) -> ResolvedSource:
         ) from None
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass
+    if not allow_download:
+        raise NotCachedOfflineError(
+            f"{repo} is not on this machine, and chat-tui downloads a model that a file names "
+            "only when you ask; load it yourself (ctrl+l, or --model) to download it."
+        )
     if _offline():
         raise NotCachedOfflineError(
             f"{repo} is not in the local Hugging Face cache and offline mode is on; {hint}."
@@ -321,14 +348,17 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
-    """Load ``spec``. Raises :class:`EngineError` with one clear sentence on failure."""
+def load(
+    spec: ModelSpec, progress: Progress | None = None, *, allow_download: bool = True
+) -> LoadedModel:
+    """Load ``spec``. Raises :class:`EngineError` with one clear sentence on failure.
+    ``allow_download=False``: a Hub id that is not in the local cache is refused."""
     report = progress or (lambda f, s: None)
     started = time.perf_counter()
     template = read_chat_template(spec.chat_template_file)
     try:
         quiet_libraries()
-        return _load(spec, report, started, template)
+        return _load(spec, report, started, template, allow_download)
     except EngineError:
         _after_failure()
         raise
@@ -362,7 +392,13 @@ def _explain(spec: ModelSpec, exc: BaseException) -> EngineError:
     return EngineError(f"Cannot load {name}: {text}")
 
 
-def _load(spec: ModelSpec, report: Progress, started: float, template: str | None) -> LoadedModel:
+def _load(
+    spec: ModelSpec,
+    report: Progress,
+    started: float,
+    template: str | None,
+    allow_download: bool = True,
+) -> LoadedModel:
     report(0.0, f"resolving {spec.display_name}")
     transformers = libs.transformers()  # imported here, off the UI path
     auto_config, auto_model = transformers.AutoConfig, transformers.AutoModelForCausalLM
@@ -370,7 +406,7 @@ def _load(spec: ModelSpec, report: Progress, started: float, template: str | Non
     from .progress import transformers_bars
 
     device = resolve_device(spec.device)
-    source = resolve_source(spec, report)
+    source = resolve_source(spec, report, allow_download=allow_download)
     report(0.1, "reading config")
     with libs.lock:
         config = auto_config.from_pretrained(

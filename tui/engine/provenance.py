@@ -26,8 +26,11 @@ from typing import Any
 
 from .settings import GenerationSettings
 from .spec import ModelSpec
+from .trust import Recorded, from_file
 
 FORMAT = 1
+MAX_SEED = 2**32 - 1
+"""The largest seed (as the ``seed`` setting takes): a bigger one in a file is dropped."""
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 _DESCRIBING_FILES = ("config.json", "generation_config.json")
 
@@ -162,9 +165,9 @@ class Provenance:
             value = data.get(name)
             return value if isinstance(value, str) else None
 
-        def number(name: str) -> int | None:
+        def number(name: str, limit: int = 2**63 - 1) -> int | None:
             value = data.get(name)
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
             return value if ok else None
 
         def table(name: str) -> dict[str, Any]:
@@ -181,7 +184,7 @@ class Provenance:
             device=text("device"),
             attn_implementation=text("attn_implementation"),
             settings=table("settings"),
-            seed=number("seed"),
+            seed=number("seed", MAX_SEED),
             seed_drawn=data.get("seed_drawn") is True,
             speculative=table("speculative"),
             versions={k: v for k, v in table("versions").items() if isinstance(v, str)},
@@ -192,21 +195,16 @@ class Provenance:
         )
 
     # -- what to do with one -----------------------------------------------------------
-    def model_spec(self) -> ModelSpec:
-        """The spec to load the model again (raises :class:`EngineError` if the stored
-        one is unusable)."""
-        from .errors import EngineError
+    def recorded(self) -> Recorded:
+        """The model this reply names, safe to load as it is: nothing the file says may
+        turn on remote code, name a template file or fetch attention kernels (see
+        :mod:`.trust`; the refused values are said in ``refused``). Raises
+        :class:`EngineError` if the stored spec is unusable."""
+        return from_file(self.spec, what="this reply")
 
-        if not self.spec or not isinstance(self.spec.get("source"), str):
-            raise EngineError("This reply's snapshot does not say which model made it.")
-        try:
-            return ModelSpec.from_dict(self.spec)
-        except EngineError as exc:
-            raise EngineError(f"This reply's snapshot names an unusable model: {exc}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise EngineError(
-                f"This reply's snapshot names an unusable model ({type(exc).__name__})."
-            ) from None
+    def model_spec(self) -> ModelSpec:
+        """The spec to load the model again (see :meth:`recorded`)."""
+        return self.recorded().spec
 
     def generation_settings(self) -> GenerationSettings:
         """The settings to make the reply again: every effective value, and the seed."""

@@ -26,6 +26,7 @@ from .generation import GenerationResult
 from .progress import Progress
 from .provenance import Provenance, differences
 from .spec import ModelSpec
+from .trust import from_file, same_model
 
 _CUT_SHORT = ("stopped", "interrupted", "error")
 
@@ -92,6 +93,8 @@ def replay(
     progress: Progress | None = None,
     stop_event: threading.Event | None = None,
     on_text: Callable[[str], None] | None = None,
+    spec: ModelSpec | None = None,
+    allow_download: bool = False,
 ) -> ReplayReport:
     """Generate the reply to ``messages`` again from ``snapshot`` and compare it with
     ``saved_text``.
@@ -103,7 +106,13 @@ def replay(
     unloaded after. Without ``engine``, the snapshot's model is simply loaded.
     ``saved_stop_reason``: a reply that was cut short (stopped, interrupted) is
     identical when the replay begins with it. Raises :class:`EngineError` (one
-    sentence) when the snapshot cannot be replayed or its model cannot be loaded."""
+    sentence) when the snapshot cannot be replayed or its model cannot be loaded.
+
+    ``spec``: the model to replay with, as the caller decided it with the user (see
+    :mod:`.trust`); by default the snapshot's own, made safe (no remote code, no
+    template file, a local attention implementation). ``allow_download``: the user
+    asked, at this moment, for a model that is not on this machine to be downloaded;
+    otherwise such a model is refused in one sentence."""
     saved = snapshot if isinstance(snapshot, Provenance) else Provenance.from_dict(snapshot)
     if saved is None or not saved.spec:
         raise EngineError(
@@ -114,10 +123,21 @@ def replay(
         raise EngineError(
             "This reply was continued after it was first made; it cannot be replayed."
         )
-    spec = saved.model_spec()
+    chosen = spec is not None
+    spec = spec if spec is not None else saved.model_spec()
     event = stop_event or threading.Event()
-    run = _Replay(saved, messages, system_prompt, event, on_text, progress)
+    run = _Replay(saved, messages, system_prompt, event, on_text, progress, allow_download)
     notes: list[str] = []
+    loaded = engine.loaded if engine is not None else None
+    if not allow_download and not (loaded is not None and same_model(loaded.spec, spec)):
+        from .loader import on_this_machine
+
+        if not on_this_machine(spec):
+            raise EngineError(
+                f"This reply was made by {spec.source}, which is not on this machine; chat-tui "
+                "downloads a model that a file names only when you ask (load it with ctrl+l "
+                "or --model, then replay)."
+            )
     if engine is None:
         result, tokenizer = run.on_own_engine(spec)
     else:
@@ -125,12 +145,17 @@ def replay(
             if not held:
                 return ReplayReport(False, "", saved_text, stopped=True)
             loaded = engine.loaded
+            if not chosen and loaded is not None and same_model(loaded.spec, spec):
+                # the user allowed (or not) this model's code when they loaded it
+                spec = spec.with_changes(trust_remote_code=loaded.spec.trust_remote_code)
             if loaded is not None and loaded.model is not None and loaded.spec == spec:
                 result, tokenizer = run.on(engine)
             else:
                 from .compare import PLACEMENT_SEQUENTIAL, plan_placement
 
-                tokens = (saved.prompt_tokens or 0) + int(saved.settings.get("max_new_tokens") or 0)
+                budget = saved.settings.get("max_new_tokens")
+                budget = budget if isinstance(budget, int) and not isinstance(budget, bool) else 0
+                tokens = (saved.prompt_tokens or 0) + max(0, min(budget, 2**31))
                 where, why = plan_placement(engine, spec, tokens)
                 if where == PLACEMENT_SEQUENTIAL and loaded is not None:
                     notes.append(why)
@@ -179,7 +204,9 @@ class _Replay:
         event: threading.Event,
         on_text: Callable[[str], None] | None,
         progress: Progress | None,
+        allow_download: bool = False,
     ) -> None:
+        self.allow_download = allow_download
         self.saved = saved
         self.messages = list(messages)
         self.system_prompt = system_prompt
@@ -216,10 +243,15 @@ class _Replay:
         own = Engine()
         own.reuse_cache = False
         try:
-            own.load(spec, self.progress)
+            own.load(spec, self.progress, allow_download=self.allow_download)
             draft = self.saved.speculative.get("assistant_model")
             if isinstance(draft, str):
-                own.load_assistant(spec.with_changes(source=draft), self.progress)
+                # the draft is named by the file: it gets no code of its own, no template
+                draft_spec = from_file(
+                    {**spec.to_dict(), "source": draft, "trust_remote_code": False},
+                    what="this reply's draft model",
+                ).spec.with_changes(revision=None, chat_template_file=None)
+                own.load_assistant(draft_spec, self.progress, allow_download=self.allow_download)
             return self.on(own)
         finally:
             loaded, own.loaded, own.assistant = own.loaded, None, None
@@ -227,11 +259,3 @@ class _Replay:
                 loaded.unload()
             del loaded
             memory.release()
-
-
-def spec_of(snapshot: dict) -> ModelSpec:
-    """The model a stored snapshot names (raises :class:`EngineError`)."""
-    saved = Provenance.from_dict(snapshot)
-    if saved is None:
-        raise EngineError("This reply has no snapshot of how it was made.")
-    return saved.model_spec()

@@ -187,10 +187,17 @@ class CompareSpec:
 
     def resolve(self, reference: ModelSpec) -> ModelSpec:
         """The ModelSpec to load: the reference's, with this model and precision. Another
-        model drops the reference's revision and chat template file (they belong to it)."""
+        model drops the reference's revision, chat template file and permission to run
+        its own code (they belong to the reference: ``--trust-remote-code`` was given for
+        that model, not for whatever is compared with it)."""
         spec = reference
         if self.source is not None and self.source != reference.source:
-            spec = spec.with_changes(source=self.source, revision=None, chat_template_file=None)
+            spec = spec.with_changes(
+                source=self.source,
+                revision=None,
+                chat_template_file=None,
+                trust_remote_code=False,
+            )
         if self.precision is not None:
             spec = spec.with_changes(**PRECISIONS[self.precision])
         return spec

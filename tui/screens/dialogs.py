@@ -72,7 +72,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(safe_text.visible(self.question)))
-            with Horizontal(classes="buttons"):
+            with Vertical(classes="buttons stacked"):
                 for answer, (key, label) in self.choices.items():
                     yield Button(f"{label} ({key})", id=f"choice-{answer}")
 

@@ -1081,18 +1081,105 @@ class ChatPane(Vertical):
 
     def action_replay(self, message: ChatMessage | None = None) -> None:
         """``/replay``: make this reply again from its snapshot and say whether it is
-        identical or where it diverges (and why, when a recorded condition differs)."""
+        identical or where it diverges (and why, when a recorded condition differs).
+
+        The snapshot describes; it never authorizes. A reply made by another model than
+        the loaded one names that model and asks before loading it (and before a
+        download); one made with ``trust_remote_code`` asks, naming the folder, whether
+        its code may run, and otherwise replays without it."""
+        from ..engine.errors import EngineError
+        from ..engine.provenance import Provenance
+        from ..engine.trust import code_location, needs_download, same_model, with_remote_code
+
         reply = self._reply_to("Replaying", message, "There is no reply to replay.")
         if reply is None:
             return
+        saved = Provenance.from_dict(reply.provenance) if reply.provenance else None
+        if saved is None or not saved.spec:
+            self._start_replay(reply)  # the replay says why it cannot
+            return
+        try:
+            recorded = saved.recorded()
+        except EngineError as exc:
+            self.notify(str(exc), title="Not replayed", severity="error", timeout=10)
+            return
+        model = self.controller.model
+        loaded = model.spec if model is not None else None
+        same = loaded is not None and same_model(recorded.spec, loaded)
+        allowed = same and loaded is not None and loaded.trust_remote_code
+        asks_code = recorded.remote_code and not allowed
+        said = [s for s in recorded.refused if not (allowed and "trust_remote_code" in s)]
+        if same and not asks_code:
+            for sentence in said:
+                self.notify(sentence, title="Replay", timeout=8)
+            self._start_replay(reply)
+            return
+        download = not same and needs_download(recorded.spec)
+        lines = []
+        if not same:
+            lines.append(
+                f"This reply was made by {recorded.spec.display_name} ({recorded.source}), not "
+                "the loaded model. Replaying it loads that model"
+                + (
+                    " — it is not on this machine, so it is downloaded from the Hugging Face Hub."
+                    if download
+                    else "."
+                )
+            )
+        lines += said
+        choices: dict[str, tuple[str, str]] = {
+            "go": ("r", ("Download and replay" if download else "Replay") + " without its code")
+            if asks_code
+            else ("r", "Download and replay" if download else "Load and replay"),
+        }
+        if asks_code:
+            lines.append(
+                f"Allowing its code runs the Python files in {code_location(recorded.spec)} "
+                "with your rights."
+            )
+            choices["code"] = ("a", "Allow its code to run and replay")
+        choices["no"] = ("escape", "Cancel")
+
+        def answered(answer: str | None) -> None:
+            if answer not in ("go", "code") or reply not in self.conversation.transcript:
+                return
+            if self.busy():
+                return
+            spec = recorded.spec
+            if answer == "code":
+                spec = with_remote_code(spec)
+            elif same and loaded is not None:
+                spec = spec.with_changes(trust_remote_code=False)
+            self._start_replay(reply, spec, allow_download=download)
+
+        from ..screens.dialogs import ChoiceScreen
+
+        self.app.push_screen(ChoiceScreen("\n".join(lines), choices), answered)
+
+    def _start_replay(
+        self, reply: ChatMessage, spec: Any = None, allow_download: bool = False
+    ) -> None:
         self.stop_event = threading.Event()
         self.side_task, self.side_status = "replaying", ""
         self.update_status()
-        self._replay(reply, self._turn_before(reply), self.stop_event)
+        self._replay(
+            reply,
+            self._turn_before(reply),
+            self.conversation.system_prompt or None,
+            self.stop_event,
+            spec,
+            allow_download,
+        )
 
     @work(thread=True, exclusive=True, group="replay", exit_on_error=False)
     def _replay(
-        self, reply: ChatMessage, messages: list[dict[str, str]], stop: threading.Event
+        self,
+        reply: ChatMessage,
+        messages: list[dict[str, str]],
+        system_prompt: str | None,
+        stop: threading.Event,
+        spec: Any,
+        allow_download: bool,
     ) -> None:
         from ..engine.errors import EngineError
 
@@ -1105,9 +1192,11 @@ class ChatPane(Vertical):
                 reply.content,
                 reply.provenance or {},
                 stop_event=stop,
-                system_prompt=self.conversation.system_prompt or None,
+                system_prompt=system_prompt,
                 saved_stop_reason=reply.stop_reason,
                 progress=progress,
+                spec=spec,
+                allow_download=allow_download,
             )
             self.post_message(self._SideTaskEnded(report))
         except EngineError as exc:
