@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import run_cli
 from tui.engine import Engine, GenerationSettings, ModelSpec
 
 SYSTEM_REJECTING_TEMPLATE = (
@@ -41,7 +42,9 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     patch.setenv("TRANSFORMERS_VERBOSITY", "error")
     patch.setenv("TOKENIZERS_PARALLELISM", "false")
     if not os.environ.get("CHAT_TUI_CACHE_DIR"):
-        patch.setenv("CHAT_TUI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        # converted models (the bundled GGUF as safetensors) are shared by every run and
+        # every xdist worker of this checkout: converted once, never twice
+        patch.setenv("CHAT_TUI_CACHE_DIR", str(SHARED_CACHE))
     patch.setenv("CHAT_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     patch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
     patch.setenv("CHAT_TUI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
@@ -56,6 +59,16 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     yield dict(os.environ)
     patch.undo()
 
+
+@pytest.fixture
+def cli(test_env: dict[str, str]):
+    """``cli(*args, stdin="", env={})``: the command line in this process (see
+    :mod:`tests.support`); the result has ``returncode``, ``stdout`` and ``stderr``."""
+    return run_cli
+
+
+SHARED_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "tests"
+"""The tests' converted-model cache (git-ignored; delete it to convert again)."""
 
 HANG_LIMIT = 600  # seconds one test may take before the run is stopped with a traceback
 
@@ -73,10 +86,16 @@ def stop_a_hung_test() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def default_model_dir(test_env: dict[str, str]) -> Path:
-    """The bundled SmolLM2-135M-Instruct as a safetensors folder (converted once)."""
+    """The bundled SmolLM2-135M-Instruct as a safetensors folder, converted once per
+    checkout into the shared test cache (xdist workers wait for the one converting)."""
+    from filelock import FileLock
+
     from tui.engine import default_model
 
-    return default_model.ensure_converted()
+    cache = Path(os.environ["CHAT_TUI_CACHE_DIR"])
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / ".convert.lock")):
+        return default_model.ensure_converted()
 
 
 @pytest.fixture(scope="session")
@@ -292,9 +311,7 @@ def evil_model_dir(tmp_path_factory, tiny_llama_dir) -> Path:
         "AutoModelForCausalLM": "configuration_evil.EvilConfig",
     }
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "configuration_evil.py").write_text(
-        _EVIL_CONFIG.format(marker=str(root / "MARKER"))
-    )
+    (folder / "configuration_evil.py").write_text(_EVIL_CONFIG.format(marker=str(root / "MARKER")))
     return folder
 
 

@@ -3,13 +3,12 @@ in-process, a guard against hangs, and file snapshots."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support import run_cli as _run_cli
 from tui.store import Conversation, SessionStore
 
 HEALTHY_NAME = "healthy chat"
@@ -25,12 +24,8 @@ def add_healthy(store: SessionStore, name: str = HEALTHY_NAME) -> Conversation:
 
 def run_cli(*args: str) -> tuple[int, str, str]:
     """``chat-tui ARGS`` in this process: (exit code, stdout, stderr)."""
-    from tui.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
+    code, out, err = _run_cli(*args)
+    return code, out, err
 
 
 def finishes(function: Callable[[], Any], seconds: float = 20.0) -> Any:

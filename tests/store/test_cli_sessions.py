@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,22 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import CliRun, run_cli
 from tui.engine import Engine, ModelSpec
 from tui.store import SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> CliRun:
+    """``chat-tui ARGS`` in this process, with what ``env`` changes in the environment."""
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    return run_cli(*args, stdin=stdin or "", env=changed)
 
 
 @pytest.fixture

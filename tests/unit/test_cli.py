@@ -1,31 +1,19 @@
-"""The command line, run as users run it: ``python -m tui.cli`` in a subprocess."""
+"""The command line as users run it, called in this process (``tests/support.py``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
+from tests.support import CliRun
 from tui import __version__
 
 
-@pytest.fixture(scope="module")
-def run_cli(test_env):
-    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tui.cli", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=test_env,
-            timeout=300,
-        )
-
-    return run
+@pytest.fixture
+def run_cli(cli):
+    return cli
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
+def assert_one_line_error(done: CliRun, code: int = 1) -> str:
     assert done.returncode == code, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr

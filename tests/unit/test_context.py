@@ -151,23 +151,16 @@ def test_continuing_a_reply_keeps_it_and_its_question(short_context_engine, gree
     assert prompt.text.rstrip().endswith(messages[-1]["content"].rstrip())
 
 
-def test_one_shot_shares_the_rule(short_context_dir, test_env, tmp_path) -> None:
+def test_one_shot_shares_the_rule(short_context_dir, cli, tmp_path) -> None:
     """``--session`` one-shot runs: once the conversation outgrows the 512-token context
     the reply still comes, with the notice on stderr; a prompt longer than the context
     is one sentence and exit status 1."""
-    import subprocess
-    import sys
 
-    env = dict(test_env, CHAT_TUI_DATA_DIR=str(tmp_path))
-
-    def run(prompt: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tui.cli", "-m", str(short_context_dir), "--session", "long"]
-            + ["--prompt", prompt, "do_sample=false", "max_new_tokens=4", "min_new_tokens=4"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
+    def run(prompt: str):
+        return cli(
+            *("-m", str(short_context_dir), "--session", "long", "--prompt", prompt),
+            *("do_sample=false", "max_new_tokens=4", "min_new_tokens=4"),
+            env={"CHAT_TUI_DATA_DIR": str(tmp_path)},
         )
 
     notices = []

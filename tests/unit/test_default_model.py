@@ -62,10 +62,17 @@ def test_the_bundled_model_ships_its_model_card_sampling_settings(default_model_
 
 
 def test_an_older_conversion_gets_the_settings_without_converting_again(
-    default_model_dir,
+    default_model_dir, tmp_path, monkeypatch
 ) -> None:
+    """On a copy of the converted folder: other tests (and xdist workers) read the
+    shared one meanwhile."""
     import json
+    import shutil
 
+    monkeypatch.setenv("CHAT_TUI_CACHE_DIR", str(tmp_path))
+    copy = default_model.converted_dir()
+    shutil.copytree(default_model_dir, copy, copy_function=shutil.copy2)
+    default_model_dir = copy
     config = default_model_dir / "generation_config.json"
     marker = default_model_dir / "chat-tui-source.json"
     weights = default_model_dir / "model.safetensors"

@@ -127,7 +127,9 @@ def test_replay_never_runs_a_mailed_models_code(
     assert f"--model {evil_model_dir}" in err and len(err.strip().splitlines()) == 1
 
     # named by the user, but its code was asked for only by the file
-    code, out, err = run_cli("--data-dir", data, "--replay", "mailed", "--model", str(evil_model_dir))
+    code, out, err = run_cli(
+        "--data-dir", data, "--replay", "mailed", "--model", str(evil_model_dir)
+    )
     assert (code, out) == (1, "")
     lines = err.strip().splitlines()
     assert len(lines) == 2, err
@@ -218,7 +220,7 @@ def test_trust_in_config_or_state_is_not_taken(tmp_path: Path) -> None:
 def test_one_shot_compare_with_a_model_that_ships_code(
     tiny_llama_dir: Path, evil_model_dir: Path, tmp_path: Path, marker: Path
 ) -> None:
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         "--data-dir",
         str(tmp_path / "data"),
         "--model",
@@ -255,7 +257,7 @@ def test_the_bundled_model_replays_without_a_model_argument(tmp_path: Path) -> N
     """The rule's other side: the model chat-tui starts with needs no --model."""
     data = str(tmp_path / "data")
     _mailed(data, {"source": "default", "trust_remote_code": True, "dtype": "fp32"})
-    code, out, err = run_cli("--data-dir", data, "--replay", "mailed", "max_new_tokens=2")
+    _code, out, err = run_cli("--data-dir", data, "--replay", "mailed", "max_new_tokens=2")
     assert "--model" not in err
     assert "trust_remote_code" in err.splitlines()[0]
     assert out.startswith(("identical", "diverges", "differs")), err
@@ -266,4 +268,7 @@ def test_exported_json_keeps_the_request_as_data(tmp_path: Path) -> None:
     _mailed(data, {"source": "./x", "trust_remote_code": True})
     code, out, _err = run_cli("--data-dir", data, "--export", "mailed", "--format", "json")
     assert code == 0
-    assert json.loads(out)["chat_tui"]["messages"][-1]["provenance"]["spec"]["trust_remote_code"] is True
+    assert (
+        json.loads(out)["chat_tui"]["messages"][-1]["provenance"]["spec"]["trust_remote_code"]
+        is True
+    )
