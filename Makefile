@@ -33,8 +33,11 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/chat-tui $(ARGS)
 
+# Two workers for most of the suite, then the tests that hold a promise about time,
+# alone (see TIMING in tests/conftest.py); each part lists its slowest tests.
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not timing" --durations=15 -p no:cacheprovider
+	$(BIN)/python -m pytest -m timing --durations=10 -p no:cacheprovider
 
 lint: install-test
 	$(BIN)/ruff check tui tests bench

@@ -67,6 +67,26 @@ def cli(test_env: dict[str, str]):
     return run_cli
 
 
+TIMING = (
+    "tests/flows/",  # a hangup in a pty, one-shot interrupts: gone within seconds
+    "tests/remote/test_untrusted_server.py",  # Esc within half a second in every phase
+    "tests/store/test_crash.py",  # kills that must land while the writer writes
+    "tests/store/test_cli_sessions.py::test_sig",  # SIGTERM/SIGHUP mid-reply
+    "tests/unit/test_libs.py::test_heavy_imports_race_on_a_busy_machine",  # burns both cores
+)
+"""Tests that hold a promise about time. ``make test`` runs them alone, after the rest
+has run on two workers, so a busy neighbour cannot make a promise look broken."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(TIMING):
+            item.add_marker(pytest.mark.timing)
+        elif item.nodeid.startswith("tests/remote/"):
+            # one worker starts the session's `transformers serve`, not each of them
+            item.add_marker(pytest.mark.xdist_group("remote"))
+
+
 SHARED_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "tests"
 """The tests' converted-model cache (git-ignored; delete it to convert again)."""
 

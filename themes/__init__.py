@@ -6,6 +6,7 @@ class the app sets on itself; colours come from theme variables only.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from textual.theme import Theme
@@ -89,6 +90,9 @@ THEME_COLOURS = (
 )
 MAX_THEME_FILES = 100
 MAX_THEME_BYTES = 64 * 1024
+_NAME_PUNCTUATION = set(" -_.()")
+_VARIABLE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_TEXT_STYLES = {"bold", "dim", "italic", "underline", "strike", "reverse", "none", "not"}
 
 
 def _colour(value: object, where: str) -> str:
@@ -123,6 +127,9 @@ def theme_from_toml(text: str, stem: str) -> Theme:
     name = data.get("name", stem)
     if not isinstance(name, str) or not name.strip() or len(name) > 60:
         raise ValueError("name must be a short text")
+    if not all(c.isalnum() or c in _NAME_PUNCTUATION for c in name):
+        # shown in the palette and written to config.toml: no controls, no bidi marks
+        raise ValueError("name may hold only letters, digits, spaces and - _ . ( )")
     if "primary" not in data:
         raise ValueError("primary (the main colour) is missing")
     dark = data.get("dark", True)
@@ -134,8 +141,18 @@ def theme_from_toml(text: str, stem: str) -> Theme:
         raise ValueError('[variables] must be a table of name = "value"')
     extra = {}
     for key, value in variables.items():
+        if not _VARIABLE.match(str(key)):
+            raise ValueError("a variable name may hold only a-z, 0-9 and -")
         if not isinstance(value, str):
             raise ValueError(f"variables.{key} must be text")
+        if key.endswith("-style"):
+            if not value.split() or not set(value.split()) <= _TEXT_STYLES:
+                raise ValueError(
+                    f"variables.{key} = {value[:40]!r} is not a text style "
+                    "(words from: " + ", ".join(sorted(_TEXT_STYLES)) + ")"
+                )
+        else:
+            _colour(value, f"variables.{key}")
         extra[str(key)] = value
     for key, default in VARIABLE_DEFAULTS.items():
         extra.setdefault(key, default)
@@ -151,13 +168,19 @@ def user_themes(folder: Path) -> tuple[list[Theme], list[str]]:
         files = sorted(folder.glob("*.toml"))[:MAX_THEME_FILES]
     except OSError:
         return [], []
+    from tui.safe_text import one_line
+    from tui.store.atomic import ReadRefused, read_bounded
+
     for path in files:
+        shown = one_line(str(path))
         try:
-            if path.stat().st_size > MAX_THEME_BYTES:
-                raise ValueError(f"larger than {MAX_THEME_BYTES // 1024} KiB")
-            found.append(theme_from_toml(path.read_text(encoding="utf-8"), path.stem))
+            # a regular file only: a FIFO or a link to /dev/zero is refused, never read
+            raw = read_bounded(path, MAX_THEME_BYTES)
+            found.append(theme_from_toml(raw.decode("utf-8"), path.stem))
+        except ReadRefused as exc:
+            problems.append(f"Theme {shown} was not loaded: it {exc}.")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"Theme {path} could not be read ({exc}).")
+            problems.append(f"Theme {shown} could not be read ({exc}).")
         except ValueError as exc:
-            problems.append(f"Theme {path} was not loaded: {exc}.")
+            problems.append(f"Theme {shown} was not loaded: {exc}.")
     return found, problems

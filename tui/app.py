@@ -130,17 +130,26 @@ class ChatApp(App):
         for problem in problems:
             self.notify(problem, severity="warning", timeout=10)
         wanted = self.config.theme or themes.DEFAULT_THEME
-        if wanted in self.available_themes:
-            self.theme = wanted
-        else:
+        if wanted not in self.available_themes:
             self.notify(
                 f"Unknown theme {wanted!r}; using {themes.DEFAULT_THEME}.", severity="warning"
+            )
+            wanted = themes.DEFAULT_THEME
+        try:
+            self.theme = wanted
+        except Exception as exc:  # a theme the stylesheet cannot take: never a dead start
+            self.notify(
+                f"The theme {wanted!r} could not be used ({type(exc).__name__}); using "
+                f"{themes.DEFAULT_THEME}.",
+                severity="warning",
             )
             self.theme = themes.DEFAULT_THEME
         self._theme_ready = True
         for problem in (self.config.problem, self.state.problem):
             if problem:
                 self.notify(problem, severity="warning", timeout=10)
+        for warning in self.config.warnings + self.state.warnings:
+            self.notify(warning, severity="warning", timeout=10)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         self._install_signal_handlers()

@@ -24,7 +24,6 @@ two running apps add to each other's open tabs instead of overwriting them.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import tomli_w
 
 from . import paths
 from .store.atomic import atomic_write, ensure_dir, file_lock
+from .tomlfile import TomlFileError, read_toml
 
 STATE_NAME = "state.toml"
 SCHEMA_VERSION = 1
@@ -50,9 +50,11 @@ def data_key(data_dir: Path) -> str:
 
 
 def _strings(value: Any, limit: int) -> list[str]:
+    from .engine.spec import MAX_SOURCE_BYTES
+
     if not isinstance(value, list):
         return []
-    return [v for v in value if isinstance(v, str)][:limit]
+    return [v for v in value if isinstance(v, str) and len(v) <= MAX_SOURCE_BYTES][:limit]
 
 
 @dataclass
@@ -67,6 +69,7 @@ class AppState:
     show_sidebar: bool = True
     last_endpoint: str = ""
     problem: str | None = None  # the last read or write failure, as a sentence
+    warnings: list[str] = field(default_factory=list)  # values ignored, one sentence each
 
     @staticmethod
     def path() -> Path:
@@ -91,17 +94,21 @@ class AppState:
     def _read(cls) -> tuple[dict[str, Any] | None, str | None]:
         path = cls.path()
         try:
-            return tomllib.loads(path.read_text(encoding="utf-8")), None
-        except FileNotFoundError:
-            return None, None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+            return read_toml(path), None
+        except TomlFileError as exc:
             return {}, f"{path} could not be read ({exc}); open tabs and recent models start empty"
 
     def _take(self, document: dict[str, Any]) -> None:
+        from .engine.spec import checked_fields
+
         self.recent_models = _strings(document.get("recent_models"), MAX_RECENT)
         last = document.get("last_model")
-        if isinstance(last, dict):
-            self.last_model = {k: v for k, v in last.items() if isinstance(v, str | bool | int)}
+        if last is not None:
+            where = f"{self.path()} [last_model]"
+            self.last_model, self.warnings = checked_fields(last, where, unknown=False)
+            # the app remembers a model; it never remembers permission to run its code
+            self.last_model.pop("trust_remote_code", None)
+            self.last_model.pop("chat_template_file", None)
         if isinstance(document.get("show_sidebar"), bool):
             self.show_sidebar = document["show_sidebar"]
         if isinstance(document.get("last_endpoint"), str):
@@ -154,6 +161,10 @@ class AppState:
         self._update(change)
 
     def remember_model(self, spec: dict[str, Any]) -> None:
+        # what _take would refuse is never written: no permission, no other file's name
+        spec = {
+            k: v for k, v in spec.items() if k not in ("trust_remote_code", "chat_template_file")
+        }
         source = str(spec.get("source", ""))
         self.last_model = dict(spec)
         if source:

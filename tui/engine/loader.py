@@ -21,7 +21,7 @@ from .errors import (
     TemplateError,
 )
 from .progress import Progress
-from .spec import ModelSpec
+from .spec import ModelSpec, path_exists
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 _HUB_PATTERNS = [
@@ -105,11 +105,12 @@ def check_local_source(spec: ModelSpec) -> None:
         return
     source = spec.source
     path = Path(source).expanduser()
+    exists = path_exists(source)  # False for a name the system refuses (too long)
     if spec.is_gguf:
-        if not path.is_file():
+        if not exists or not path.is_file():
             raise MissingFilesError(f"No such GGUF file: {source}.")
         return
-    if path.is_dir():
+    if exists and path.is_dir():
         if not (path / "config.json").is_file():
             raise MissingFilesError(
                 f"{source} has no config.json, so it is not a transformers model folder."
@@ -119,7 +120,7 @@ def check_local_source(spec: ModelSpec) -> None:
                 f"{source} has a config.json but no weights (*.safetensors or *.bin)."
             )
         return
-    if path.exists():
+    if exists:
         raise MissingFilesError(f"{source} is a file but not a .gguf model.")
     if _looks_like_path(source):
         raise MissingFilesError(f"No such folder or file: {source}.")
@@ -128,7 +129,7 @@ def check_local_source(spec: ModelSpec) -> None:
 def on_this_machine(spec: ModelSpec) -> bool:
     """Whether ``spec`` loads without a download: the bundled model, a file or folder,
     or a Hub id whose snapshot is in the local cache. Nothing is asked of the network."""
-    if spec.is_default or _looks_like_path(spec.source) or Path(spec.source).expanduser().exists():
+    if spec.is_default or _looks_like_path(spec.source) or path_exists(spec.source):
         return True
     try:
         from huggingface_hub import snapshot_download
@@ -164,7 +165,7 @@ def resolve_source(
     path = Path(source).expanduser()
     if spec.is_gguf:
         return ResolvedSource(default_model.convert_gguf(path, progress=convert_report))
-    if path.is_dir():
+    if path_exists(source) and path.is_dir():
         return ResolvedSource(path)
     return _resolve_hub(spec, report, allow_download)
 
@@ -523,7 +524,7 @@ def estimate_for(spec: ModelSpec) -> EstimateReport:
         folder = default_model.converted_dir()
     elif spec.is_gguf:
         folder = default_model.converted_dir(Path(spec.source).expanduser())
-    elif Path(spec.source).expanduser().is_dir():
+    elif path_exists(spec.source) and Path(spec.source).expanduser().is_dir():
         folder = Path(spec.source).expanduser()
     else:
         from huggingface_hub import snapshot_download

@@ -29,6 +29,17 @@ _DTYPE_ALIASES = {
     "float": "fp32",
 }
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MAX_SOURCE_BYTES = 4096
+"""A model source longer than this names no model (a path is at most 4,096 bytes)."""
+
+
+def path_exists(text: str) -> bool:
+    """Whether ``text`` names an existing file or folder; a name the system refuses (too
+    long, a NUL byte) exists nowhere."""
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):
+        return False
 
 
 def normalize_dtype(value: str) -> str:
@@ -69,6 +80,13 @@ class ModelSpec:
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if not isinstance(self.source, str):
+            raise EngineError("Name a model: a Hub id, a folder or a .gguf file.")
+        if len(self.source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+            raise EngineError(
+                f"That model name is {len(self.source):,} characters long; no model has a "
+                "name that long."
+            )
         object.__setattr__(self, "dtype", normalize_dtype(self.dtype))
         object.__setattr__(self, "device", normalize_device(self.device))
         if self.quantization not in QUANTIZATIONS:
@@ -110,7 +128,7 @@ class ModelSpec:
     def display_name(self) -> str:
         if self.is_default:
             return "SmolLM2-135M-Instruct (bundled)"
-        if self.is_gguf or Path(self.source).expanduser().exists():
+        if self.is_gguf or path_exists(self.source):
             return Path(self.source).name
         return self.source
 
@@ -126,6 +144,55 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+FIELD_TYPES: dict[str, type] = {
+    "source": str,
+    "revision": str,
+    "dtype": str,
+    "quantization": str,
+    "bnb_4bit_quant_type": str,
+    "bnb_4bit_use_double_quant": bool,
+    "bnb_4bit_compute_dtype": str,
+    "device": str,
+    "attn_implementation": str,
+    "trust_remote_code": bool,
+    "chat_template_file": str,
+}
+"""The fields of a :class:`ModelSpec` a file may hold, and the type each must have."""
+
+
+def checked_fields(data: Any, where: str, unknown: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The model fields of a table read from a file (``config.toml``'s ``[model]``,
+    ``state.toml``'s ``[last_model]``): each of the right type and a valid value, and
+    one sentence for each that is not, naming ``where`` and the key (it is left out).
+    ``unknown``: say so for keys that are no model field, too."""
+    from ..safe_text import one_line
+
+    if not isinstance(data, dict):
+        return {}, [f"{where} is not a table of model settings; it is ignored."]
+    good: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in data.items():
+        name = one_line(str(key), 40)
+        if key not in FIELD_TYPES:
+            if unknown:
+                problems.append(f"{where} has no setting {name!r}; it is ignored.")
+            continue
+        wanted = FIELD_TYPES[key]
+        if not isinstance(value, wanted) or (wanted is str and isinstance(value, bool)):
+            kind = "true or false" if wanted is bool else "text in quotes"
+            problems.append(
+                f"{where} {name} = {one_line(repr(value), 40)} should be {kind}; it is ignored."
+            )
+            continue
+        try:
+            ModelSpec(**{key: value}) if key != "source" else ModelSpec(source=value)
+        except EngineError as exc:
+            problems.append(f"{where} {name}: {exc} It is ignored.")
+            continue
+        good[key] = value
+    return good, problems
 
 
 # -- comparison specs: ``[MODEL][@PRECISION]`` ------------------------------------------
@@ -216,7 +283,7 @@ def parse_compare_spec(text: str) -> CompareSpec:
         return CompareSpec(source=raw)
     tag = _precision_tag(tag_text)
     if tag is None:
-        if Path(raw).expanduser().exists():  # a path that happens to hold an "@"
+        if path_exists(raw):  # a path that happens to hold an "@"
             return CompareSpec(source=raw)
         if not tag_text.strip():
             raise EngineError(f"Nothing after the @ in {raw!r}; use {SPEC_SYNTAX}.")
