@@ -164,17 +164,9 @@ def to_json(conv: Conversation) -> str:
         document[key] = document[key].isoformat()
     for m in document["messages"]:
         m["time"] = m["time"].isoformat()
-        for key in (
-            "time_to_first_token",
-            "tokens_per_second",
-            "acceptance_rate",
-            "tokens_per_forward",
-        ):
-            if key in m and not math.isfinite(m[key]):
-                del m[key]  # JSON has no NaN or infinity
-        if "provenance" in m:
-            m["provenance"] = _finite(m["provenance"])
-    return json_text({"messages": messages, "chat_tui": document})
+    # JSON has no NaN or infinity: wherever a file held one (a stat, a setting, an
+    # unknown field), it is left out
+    return json_text({"messages": messages, "chat_tui": _finite(document)})
 
 
 def _finite(value: Any) -> Any:

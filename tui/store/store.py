@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -45,7 +46,9 @@ from .merge import MergeReport, merge
 from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
-INDEX_VERSION = 2  # 2: strings escaped with codec.escape_text (exact for any str)
+# 2: strings escaped with codec.escape_text (exact for any str); 3: entries signed
+INDEX_VERSION = 3
+INDEX_KEY_NAME = "index.key"
 SUFFIX = ".toml"
 MAX_FILE_BYTES = codec.MAX_FILE_BYTES
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -184,6 +187,52 @@ def _index_info(info: SessionInfo) -> dict[str, Any]:
         key: codec.escape_text(value) if isinstance(value, str) else value
         for key, value in asdict(info).items()
     }
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def index_key() -> bytes:
+    """The key that signs index entries, kept in the state folder (0600), not beside the
+    conversations: whoever can write the data folder cannot make the index say that a
+    file holds another conversation (the files are the truth). Made on first use; a
+    state folder that cannot hold it gives a key for this process only (listing then
+    parses the files once per run)."""
+    from .. import paths
+
+    folder = paths.state_dir()
+    cached = _KEYS.get(str(folder))
+    if cached is not None:
+        return cached
+    path = folder / INDEX_KEY_NAME
+    key = b""
+    try:
+        key = read_file(path, 64)[0]
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            ensure_dir(folder)
+            fresh = os.urandom(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(fresh)
+            key = fresh
+    except (OSError, ReadRefused):
+        pass
+    if len(key) < 16:
+        key = os.urandom(32)
+    _KEYS[str(folder)] = key
+    return key
+
+
+def _signature(key: bytes, file_name: str, entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "mac"}
+    message = json.dumps([file_name, body], sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, message.encode("utf-8", "surrogatepass"), "sha256").hexdigest()
+
+
+def _sign(key: bytes, file_name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    entry["mac"] = _signature(key, file_name, entry)
+    return entry
 
 
 def _valid_entry(entry: Any) -> bool:
@@ -428,10 +477,14 @@ class SessionStore:
         files = data.get("files")
         if not isinstance(files, dict):
             return empty
+        key = index_key()
         empty["files"] = {
             name: entry
             for name, entry in files.items()
-            if isinstance(name, str) and _valid_entry(entry)
+            if isinstance(name, str)
+            and _valid_entry(entry)
+            and isinstance(entry.get("mac"), str)
+            and hmac.compare_digest(entry["mac"], _signature(key, name, entry))
         }
         return empty
 
@@ -446,11 +499,12 @@ class SessionStore:
         with contextlib.suppress(OSError), file_lock(self._lock_path(INDEX_NAME)):
             data = self._read_index()
             info = path.stat()
-            data["files"][path.name] = {
+            entry = {
                 "size": info.st_size,
                 "mtime_ns": info.st_mtime_ns,
                 "info": _index_info(_info(conv, path)),
             }
+            data["files"][path.name] = _sign(index_key(), path.name, entry)
             atomic_write(self.folder / INDEX_NAME, json.dumps(data, separators=(",", ":")))
 
     def scan(self) -> tuple[list[SessionInfo], list[Problem]]:
@@ -507,7 +561,7 @@ class SessionStore:
                 found = _info(conv, Path(entry.path))
                 record["info"] = _index_info(found)
                 infos.append(found)
-            files[name] = record
+            files[name] = _sign(index_key(), name, record)
             changed = True
         for name in list(files):
             if name not in seen:
