@@ -104,6 +104,9 @@ class Conversation:
     last_merge: MergeReport | None = field(default=None, compare=False, repr=False)
     # The values as last read or saved, for the 3-way merge of a save (None: never on disk).
     _base: Snapshot | None = field(default=None, init=False, compare=False, repr=False)
+    _saved_place: tuple[Any, Any] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
     _index: dict[str, ChatMessage] | None = field(
         default=None, init=False, compare=False, repr=False
     )
@@ -285,6 +288,16 @@ class Conversation:
     def mark_saved(self) -> None:
         """Remember the current values as the ones on disk (after a load or a save)."""
         self._base = snapshot(self)
+        self._saved_place = (self.head, self.updated)
+
+    def unchanged(self) -> bool:
+        """Nothing changed since it was read or saved (so saving would rewrite the
+        same conversation): the same fields, messages, active branch and time."""
+        return (
+            self._base is not None
+            and self._saved_place == (self.head, self.updated)
+            and snapshot(self) == self._base
+        )
 
     def forget_saved(self) -> None:
         """Treat the conversation as never saved (e.g. to save it under a new id)."""

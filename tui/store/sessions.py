@@ -93,6 +93,8 @@ class Sessions:
         possible (see :meth:`save_as_new`), :class:`DiskError` when the disk refuses."""
         if not conv.messages:
             return False
+        if conv.unchanged() and self.store.path_for(conv.id).exists():
+            return True  # on disk as it is: quitting or closing rewrites nothing
         old_id = conv.id
         self.store.save(conv)
         self._rekey(old_id, conv)
