@@ -160,3 +160,16 @@ def test_a_seed_too_large_for_torch_in_a_file_is_dropped() -> None:
     saved = Provenance.from_dict({"seed": 99999999999999999999, "spec": {"source": "default"}})
     assert saved is not None and saved.seed is None
     assert "seed" not in saved.generation_settings().values
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "huge"])
+def test_a_chat_template_file_that_is_not_a_small_file_is_one_sentence(
+    tmp_path: Path, kind: str
+) -> None:
+    from tui.engine.errors import TemplateError
+    from tui.engine.loader import read_chat_template
+
+    path = tmp_path / "template.jinja"
+    _hostile(path, kind)
+    with pytest.raises(TemplateError, match="Cannot read chat template"):
+        finishes(lambda: read_chat_template(str(path)), 10)

@@ -331,13 +331,24 @@ def _available_bytes(device: str) -> int:
     return memory.system_available()
 
 
+MAX_TEMPLATE_BYTES = 1024 * 1024
+
+
 def read_chat_template(path: str | None) -> str | None:
+    """The text of a chat template file: a regular UTF-8 file of at most 1 MiB (a FIFO,
+    a device or a huge file is refused at once, never read)."""
+    from ..store.atomic import ReadRefused, read_bounded
+
     if not path:
         return None
     try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
+        return read_bounded(Path(path).expanduser(), MAX_TEMPLATE_BYTES).decode("utf-8")
+    except ReadRefused as exc:
+        raise TemplateError(f"Cannot read chat template {path}: it {exc}.") from None
+    except UnicodeDecodeError:
+        raise TemplateError(f"Cannot read chat template {path}: it is not UTF-8 text.") from None
     except OSError as exc:
-        raise TemplateError(f"Cannot read chat template {path}: {exc.strerror}.") from None
+        raise TemplateError(f"Cannot read chat template {path}: {exc.strerror or exc}.") from None
 
 
 def quiet_libraries() -> None:
