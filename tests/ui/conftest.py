@@ -352,7 +352,7 @@ class UI:
         await pilot.press(*["ctrl+j" if c == "\n" else c for c in text])
 
     @staticmethod
-    async def press(pilot: Pilot, *keys: str, timeout: float = 5.0) -> None:
+    async def press(pilot: Pilot, *keys: str, timeout: float = 30.0) -> None:
         """``pilot.press`` then a pause, bounded: if the app crashed while handling
         the key, Pilot's wait for the screen can hang; ``async with run_test()`` then
         raises the app's exception."""
