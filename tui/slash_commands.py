@@ -51,9 +51,17 @@ COMMANDS: dict[str, SlashCommand] = {
         ),
         SlashCommand(
             "model",
-            "ID",
-            "load another model (Hub id, folder or .gguf file)",
+            "[MODEL][@PRECISION]",
+            "load another model or precision: a Hub id, folder or .gguf file, @bf16, "
+            "./other@8bit (no argument: the picker)",
             "screen.model",
+            OPTIONAL,
+        ),
+        SlashCommand(
+            "endpoint",
+            "URL",
+            "chat through an OpenAI-compatible server, e.g. /endpoint http://127.0.0.1:8000/v1",
+            "screen.endpoint",
             OPTIONAL,
         ),
         SlashCommand("stats", "", "the last reply's statistics and memory use", "stats"),

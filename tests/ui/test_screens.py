@@ -47,7 +47,7 @@ async def test_model_picker_lists_the_bundled_default(make_app, ui):
         listed = options(screen)
         assert "default" in listed
         assert "bundled" in listed["default"] and "(loaded)" in listed["default"]
-        assert "0 model(s)" in str(screen.query_one("#picker-note", Static).content)
+        assert "0 models in the" in str(screen.query_one("#picker-note", Static).content)
         assert app.focused is screen.query_one(Input)
         await pilot.press("escape")
         await ui.wait_until(

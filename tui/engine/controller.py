@@ -119,15 +119,29 @@ class ModelController:
 
         return Endpoint(url, api_key_env=self.api_key_env)
 
-    def target_for_source(self, source: str) -> Target:
-        """``server:NAME`` is a model on the current endpoint; anything else is a local
-        model (Hub id, folder, .gguf), loaded with the local model's precision."""
-        if source.startswith(SERVER_PREFIX):
+    def target_for_source(self, source: str, device: str | None = None) -> Target:
+        """What a typed or picked model means: ``server:NAME`` is a model on the current
+        endpoint; ``http://`` or ``https://`` is a server to switch to; anything else is
+        a local model in the SPEC grammar ``[MODEL][@PRECISION]`` (``@bf16`` alone: the
+        local model at another precision; ``./other@8bit``), loaded with the local
+        model's other settings, on ``device`` if given. Raises :class:`EngineError`."""
+        from .spec import normalize_device, parse_compare_spec
+
+        text = source.strip()
+        if text.startswith(SERVER_PREFIX):
             endpoint = getattr(self.active, "endpoint", None)
             if not self.on_endpoint or endpoint is None:
                 raise EngineError("No endpoint is in use; pick a local model instead.")
-            return EndpointTarget(endpoint, source[len(SERVER_PREFIX) :])
-        return LocalTarget(self.local_spec().with_changes(source=source))
+            return EndpointTarget(endpoint, text[len(SERVER_PREFIX) :])
+        if text.lower().startswith(("http://", "https://")):
+            return EndpointTarget(self.make_endpoint(text), "default")
+        wanted = parse_compare_spec(text)
+        if wanted.no_draft:
+            raise EngineError("@same-no-draft is for /compare; /model takes a precision.")
+        spec = wanted.resolve(self.local_spec())
+        if device:
+            spec = spec.with_changes(device=normalize_device(device))
+        return LocalTarget(spec)
 
     def target_for_choice(
         self, spec: ModelSpec, backend: str = "local", url: str = ""

@@ -32,7 +32,7 @@ from ..store.sessions import Deleted, Event, Renamed
 from ..widgets.chat_pane import ChatPane
 from ..widgets.memory_meter import MemoryMeter
 from ..widgets.settings_panel import SettingsPanel
-from .model_picker import ModelPicker
+from .model_picker import ModelPicker, Picked
 from .session_browser import SessionBrowser
 
 if TYPE_CHECKING:
@@ -211,6 +211,12 @@ class MainScreen(Screen):
         if remember:
             self.remember_tabs()
         return pane
+
+    def focus_prompt(self) -> None:
+        """Focus goes home: the active tab's prompt."""
+        pane = self.active_pane
+        if pane is not None and pane.is_mounted:
+            self.set_focus(pane.prompt)
 
     def relabel(self, pane: ChatPane) -> None:
         tab_pane = pane.parent
@@ -398,33 +404,54 @@ class MainScreen(Screen):
             self.load(target)
 
     # -- models ---------------------------------------------------------------------------
-    def load_source(self, source: str) -> None:
-        """Load a model by name: ``server:NAME`` on the current endpoint, anything else
-        locally (a Hub id, a folder, a .gguf file)."""
+    def load_source(self, source: str, device: str | None = None) -> None:
+        """Load a model by name: ``server:NAME`` on the current endpoint, a URL's server,
+        anything else locally in the SPEC grammar (``./other@8bit``, ``@bf16``)."""
         try:
-            self.load(self.controller.target_for_source(source))
+            self.load(self.controller.target_for_source(source, device))
         except EngineError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            self.notify(str(exc), title="Model not loaded", severity="error", timeout=10)
 
     async def action_model(self, source: str = "") -> None:
+        """``/model [MODEL][@PRECISION]``: load it; no argument opens the picker."""
         if source.strip():
             self.load_source(source.strip())
         else:
             await self.action_pick_model()
 
+    def action_endpoint(self, url: str = "") -> None:
+        """``/endpoint URL``: chat through that OpenAI-compatible server."""
+        if not url.strip():
+            self.notify(
+                "Give the server's URL, e.g. /endpoint http://127.0.0.1:8000/v1.",
+                severity="warning",
+            )
+            return
+        text = url.strip()
+        if "://" not in text:
+            text = "http://" + text
+        self.load_source(text)
+
     async def action_pick_model(self) -> None:
+        from ..engine import devices
+
         model = self.controller.model
         endpoint = getattr(self.controller.engine, "endpoint", None)
         endpoint = endpoint if self.controller.on_endpoint else None
         current = model.spec.source if model is not None else None
         if endpoint is not None and current:
             current = ModelPicker.SERVER_PREFIX + current
+        probed, _precisions = devices.peek()  # never probes on the UI thread
+        names = ["auto", *(d.name for d in probed)] if probed else ["auto", "cpu"]
 
-        def chosen(source: str | None) -> None:
-            if source:
-                self.load_source(source)
+        def chosen(picked: Picked | None) -> None:
+            if picked is not None:
+                self.load_source(picked.spec_text, picked.device)
+            self.focus_prompt()
 
-        self.app.push_screen(ModelPicker(self.state.recent_models, current, endpoint), chosen)
+        self.app.push_screen(
+            ModelPicker(self.state.recent_models, current, endpoint, names), chosen
+        )
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def load(self, target: Target) -> None:
