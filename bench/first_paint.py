@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BARE = '''
+BARE = """
 from textual.app import App
 from textual.widgets import Footer, Header, Static
 
@@ -40,7 +40,7 @@ class Bare(App):
 
 
 Bare().run()
-'''
+"""
 
 
 def _capture(session: str) -> str:

@@ -73,7 +73,9 @@ def test_json_exports_never_hold_nan_or_infinity(tmp_path: Path) -> None:
         provenance={"settings": {"temperature": -math.inf}, "seed": 1},
     )
     store.save(conv)
-    code, out, _err = run_cli("--data-dir", str(tmp_path), "--export", "numbers", "--format", "json")
+    code, out, _err = run_cli(
+        "--data-dir", str(tmp_path), "--export", "numbers", "--format", "json"
+    )
     assert code == 0
 
     def strict(text: str) -> None:

@@ -44,10 +44,15 @@ if TYPE_CHECKING:
 TAB_TITLE_WIDTH = 24
 
 
-def tab_title(conv: Conversation) -> Content:
+UNSEEN_MARK = "• "
+"""Before the title of a tab whose reply finished while another tab was shown."""
+
+
+def tab_title(conv: Conversation, unseen: bool = False) -> Content:
     """The tab label: plain text (never markup), controls neutralized, cut short."""
     title = conv.title if conv.title != "New conversation" else "new"
-    return Content(safe_text.one_line(title, TAB_TITLE_WIDTH))
+    mark = UNSEEN_MARK if unseen else ""
+    return Content(mark + safe_text.one_line(title, TAB_TITLE_WIDTH))
 
 
 class ChatFooter(Footer):
@@ -102,6 +107,11 @@ class MainScreen(Screen):
                 tooltip="load another model (bundled, cached, recent, or typed)"),
         Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True,
                 tooltip="show or hide the side panel (model, settings, memory)"),
+        *[
+            Binding(f"alt+{n}", f"go_tab({n})", f"Tab {n}", show=False, id=f"go_tab_{n}",
+                    priority=True, tooltip="go to tab 1…9" if n == 1 else "")
+            for n in range(1, 10)
+        ],
     ]  # fmt: skip
     COMMANDS = {ConversationProvider, ModelProvider, SlashCommandProvider}
 
@@ -127,6 +137,7 @@ class MainScreen(Screen):
         self._tab_counter = 0
         self.ready = False  # set once the tabs are restored
         self._deleted: list[str] = []  # conversations deleted while a dialog was open
+        self._unseen: set[str] = set()  # tabs whose reply finished while not shown
         self._unsubscribe = sessions.subscribe(self._session_event)
 
     # -- layout ------------------------------------------------------------------------------
@@ -164,7 +175,13 @@ class MainScreen(Screen):
         return self.query_one("#tabs", TabbedContent)
 
     def panes(self) -> list[ChatPane]:
-        return list(self.query(ChatPane))
+        """The open conversations, in the order of the tab bar."""
+        from textual.widgets._tabbed_content import ContentTab
+
+        found = {p.parent.id: p for p in self.query(ChatPane) if p.parent is not None}
+        order = [ContentTab.sans_prefix(t.id or "") for t in self.tabs.query(ContentTab)]
+        ordered = [found.pop(pane_id) for pane_id in order if pane_id in found]
+        return ordered + list(found.values())
 
     @property
     def active_pane(self) -> ChatPane | None:
@@ -201,12 +218,15 @@ class MainScreen(Screen):
         )
 
     async def add_tab(self, conv: Conversation, remember: bool = True) -> ChatPane:
+        """A tab for ``conv``, right after the active one, made active."""
         self._tab_counter += 1
         pane_id = f"tab-{self._tab_counter}"
         pane = ChatPane(conv, self.controller, self.sessions, id=f"chat-{self._tab_counter}")
-        await self.tabs.add_pane(TabPane(tab_title(conv), pane, id=pane_id))
+        after = self.tabs.active or None
+        await self.tabs.add_pane(TabPane(tab_title(conv), pane, id=pane_id), after=after)
         self.tabs.active = pane_id
         self.set_focus(pane.prompt)
+        self._reveal_active_tab()
         self._show_conversation_settings(pane)
         if remember:
             self.remember_tabs()
@@ -221,7 +241,33 @@ class MainScreen(Screen):
     def relabel(self, pane: ChatPane) -> None:
         tab_pane = pane.parent
         if isinstance(tab_pane, TabPane) and tab_pane.id:
-            self.tabs.get_tab(tab_pane.id).label = tab_title(pane.conversation)
+            unseen = tab_pane.id in self._unseen
+            self.tabs.get_tab(tab_pane.id).label = tab_title(pane.conversation, unseen)
+            if pane is self.active_pane:
+                self._reveal_active_tab()  # a longer title may push it out of view
+
+    def _reveal_active_tab(self, tries: int = 20) -> None:
+        """Scroll the tab bar so the active tab shows, once the bar has laid it out (a
+        tab just added, or just given a longer title, takes its new width some
+        refreshes later: it is looked at again every 50 ms, for a second at most)."""
+        from textual.widgets import Tabs
+
+        def reveal(tries: int) -> None:
+            found = self.tabs.query(Tabs)
+            active = found.first().active_tab if found else None
+            if active is None:
+                return
+            laid_out = active.virtual_region.width >= active.label.cell_length
+            if not laid_out and tries > 0:
+                self.set_timer(0.05, lambda: reveal(tries - 1))
+                return
+            scroll = found.first().query_one("#tabs-scroll")
+            # Textual's own scroll on activation may still be animating towards where
+            # the tab was before: stop it, then go where the tab is now
+            self.app.animator.force_stop_animation(scroll, "scroll_x")
+            scroll.scroll_to_center(active, force=True, animate=False)
+
+        self.call_after_refresh(reveal, tries)
 
     def remember_tabs(self, closed: tuple[str, ...] = ()) -> None:
         """Record the open tabs (those with a file) in the app state."""
@@ -307,10 +353,20 @@ class MainScreen(Screen):
             return
         index = ids.index(self.tabs.active) if self.tabs.active in ids else 0
         index = (index + step) % len(ids)
-        self.tabs.active = ids[index]
+        self._show_tab(panes[index])
+
+    def _show_tab(self, pane: ChatPane) -> None:
+        self.tabs.active = pane.parent.id
         # focus moves now, with the tab: a focus report still on its way from the tab we
         # leave then finds the focus elsewhere and is dropped, instead of switching back
-        self.set_focus(panes[index].prompt)
+        self.set_focus(pane.prompt)
+        self._reveal_active_tab()
+
+    def action_go_tab(self, number: int) -> None:
+        """alt+1…9: the tab in that place in the tab bar (alt+9: the last one)."""
+        panes = self.panes()
+        if panes:
+            self._show_tab(panes[min(number, len(panes)) - 1] if number < 9 else panes[-1])
 
     def action_next_tab(self) -> None:
         self._cycle(1)
@@ -322,6 +378,9 @@ class MainScreen(Screen):
     def tab_activated(self, event) -> None:
         pane = self.active_pane
         if pane is not None:
+            if pane.parent.id in self._unseen:
+                self._unseen.discard(pane.parent.id)
+                self.relabel(pane)
             self.set_focus(pane.prompt)
             pane.update_status()
             self._show_conversation_settings(pane)
@@ -351,6 +410,10 @@ class MainScreen(Screen):
 
     @on(ChatPane.ReplyFinished)
     def _reply_finished(self, message: ChatPane.ReplyFinished) -> None:
+        pane = message.pane
+        if pane is not self.active_pane and pane.is_mounted and pane.parent.id:
+            self._unseen.add(pane.parent.id)  # marked until the tab is shown
+            self.relabel(pane)
         self.remember_tabs()
         self.sample_memory()
 
