@@ -95,6 +95,10 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     seen_headers: ClassVar[list[dict[str, str]]] = []
+    # every request's target and client (address, port): one port is one TCP connection
+    seen_requests: ClassVar[list[tuple[str, tuple[str, int]]]] = []
+    # clients (address, port) whose held connection the server saw them close
+    left: ClassVar[list[tuple[str, int]]] = []
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -130,9 +134,14 @@ class Misbehaving(BaseHTTPRequestHandler):
                 continue
             except OSError:
                 break
+        else:
+            self.close_connection = True
+            return
+        type(self).left.append(self.client_address)
         self.close_connection = True
 
     def do_GET(self) -> None:
+        type(self).seen_requests.append((self.path, self.client_address))
         mode = self._mode()
         if mode == "status401":
             self._json(401, {"error": {"message": "bad key"}})
@@ -149,6 +158,7 @@ class Misbehaving(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
         type(self).seen_headers.append(dict(self.headers))
+        type(self).seen_requests.append((self.path, self.client_address))
         mode = self._mode()
         if mode.startswith("status"):
             status = int(mode[6:])
@@ -157,11 +167,14 @@ class Misbehaving(BaseHTTPRequestHandler):
         if mode.startswith("html"):
             self._page(int(mode[4:] or 200))
             return
-        if mode == "noheaders":
+        if mode in ("noheaders", "postholds"):  # postholds: GET lists models, kept alive
             self._hold()
             return
         if mode == "notopenai":
             self._json(200, {"status": "ok", "version": "1.2"})
+            return
+        if mode == "kept":  # a reply as real servers send it: chunked, connection kept
+            self._chunked_events([_chunk("Hello"), _chunk(" again"), _chunk(finish="stop")])
             return
         if mode == "completion":  # a server that ignores "stream": one JSON answer
             message = {"role": "assistant", "content": "Whole reply."}
@@ -255,6 +268,16 @@ class Misbehaving(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def _chunked_events(self, events: list[bytes]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in [*events, b"data: [DONE]\n\n"]:
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _chunked(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -284,6 +307,19 @@ def seen_headers() -> list[dict[str, str]]:
     """Headers of the requests the misbehaving server received (cleared per test)."""
     Misbehaving.seen_headers.clear()
     return Misbehaving.seen_headers
+
+
+@pytest.fixture
+def seen_requests() -> list[tuple[str, tuple[str, int]]]:
+    """(target, client address) of each request the misbehaving server received."""
+    Misbehaving.seen_requests.clear()
+    return Misbehaving.seen_requests
+
+
+@pytest.fixture
+def server_saw_leave() -> list[tuple[str, int]]:
+    """Clients whose held connection the misbehaving server saw them close."""
+    return Misbehaving.left
 
 
 @pytest.fixture
