@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import shutil
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -446,3 +448,77 @@ def tls_misbehaving(tmp_path_factory) -> Iterator[str]:
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+NEED_TINYPROXY = "CHAT_TUI_NEED_TINYPROXY"  # .ci/run sets it: there a missing tinyproxy fails
+
+
+@dataclass
+class Proxy:
+    url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        """The request lines the proxy logged so far ("GET http://host:port/path
+        HTTP/1.1", "CONNECT host:port HTTP/1.1")."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        mark = "Request (file descriptor "
+        return [line.split("): ", 1)[1] for line in text.splitlines() if mark in line]
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Proxy]:
+    """A real HTTP proxy, Debian's tinyproxy, on 127.0.0.1, logging every request line."""
+    binary = shutil.which("tinyproxy") or next(
+        (p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy") if os.access(p, os.X_OK)),
+        None,
+    )
+    if binary is None:
+        if os.environ.get(NEED_TINYPROXY):
+            pytest.fail("tinyproxy is not installed, though .ci/run installs it")
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; .ci/run does)")
+    port = free_port()
+    conf, log = tmp_path / "tinyproxy.conf", tmp_path / "tinyproxy.log"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 20\nAllow 127.0.0.1\n"
+        f'LogFile "{log}"\nLogLevel Info\nPidFile "{tmp_path / "tinyproxy.pid"}"\n'
+        "DisableViaHeader Yes\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while "listening on fd" not in (log.read_text(errors="replace") if log.exists() else ""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"tinyproxy did not start: {proc.communicate()[1]!r}")
+        time.sleep(0.05)
+    yield Proxy(f"http://127.0.0.1:{port}", log)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stderr.close()
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch) -> Iterator:
+    """Set proxy variables for the test (both spellings cleared first, as the ones
+    from outside must not leak in): ``proxy_env(http=URL, no="127.0.0.1")``."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+    def set_proxies(**values: str) -> dict[str, str]:
+        for scheme, value in values.items():
+            monkeypatch.setenv(f"{scheme.upper()}_PROXY", value)
+        return {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES} | {
+            f"{scheme.upper()}_PROXY": value for scheme, value in values.items()
+        }
+
+    yield set_proxies
