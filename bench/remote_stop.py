@@ -1,6 +1,10 @@
 """How fast Esc (the stop event) ends a remote request in each phase, and how many TCP
 connections a few requests to one endpoint open.
 
+Two latencies per phase: until ``stream_chat`` returns (what the user sees), and, where
+the server holds the connection, until the server sees it closed (the request really
+ended, so a real server stops working on it).
+
 Each phase runs against a local server that misbehaves in one way (a resolver that
 hangs, SYNs that go unanswered, a TLS peer that stays silent, a server that accepts and
 never answers, one that goes silent mid-reply, one that floods). The stop event is set
@@ -58,14 +62,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _hold(self) -> None:
+        """Send nothing more until the client closes the connection (noted) or leaves."""
         self.connection.settimeout(0.2)
         while not self.server.closing.is_set():
             try:
                 if not self.connection.recv(65536):
+                    self.server.left.append(time.monotonic())
                     break
             except TimeoutError:
                 continue
             except OSError:
+                self.server.left.append(time.monotonic())
                 break
         self.close_connection = True
 
@@ -114,6 +121,7 @@ class Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.closing = threading.Event()
         self.connections = 0
+        self.left: list[float] = []  # when a held connection saw the client close it
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -183,7 +191,7 @@ class Unanswered:
 
 def stop_latency(
     endpoint: Endpoint, at: float | None, before: Callable[[], None] | None = None
-) -> tuple[float, str]:
+) -> tuple[float, str, float]:
     """Run one chat; set the stop event ``at`` seconds in (None: STOP_AT seconds after
     the first text, when the reader waits on a silent or flooding server)."""
     stop = threading.Event()
@@ -221,8 +229,21 @@ def stop_latency(
     finally:
         timer.cancel()
     ended = time.monotonic()
-    latency = ended - stopped_at[0] if stopped_at else float("nan")
-    return latency, str(result.stats.stop_reason)
+    if not stopped_at:
+        return float("nan"), str(result.stats.stop_reason), ended
+    return ended - stopped_at[0], str(result.stats.stop_reason), stopped_at[0]
+
+
+def closed_after(server: Server, stopped_at: float, wait: float = 5.0) -> float:
+    """Seconds from the stop to the server seeing that connection closed (inf: not
+    within ``wait``: the connection was left open)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        seen = [t for t in server.left if t >= stopped_at]
+        if seen:
+            return min(seen) - stopped_at
+        time.sleep(0.002)
+    return float("inf")
 
 
 def tls_context(folder: Path) -> ssl.SSLContext | None:
@@ -275,13 +296,13 @@ def main() -> None:
 
     socket.getaddrinfo = hanging_getaddrinfo
 
-    def kept(url: str) -> tuple[float, str]:
+    def kept(url: str) -> tuple[float, str, float]:
         """Stop on an endpoint whose first request (a model list) already ran, so a
         client that keeps connections sends the chat on that connection."""
         endpoint = Endpoint(url)
         return stop_latency(endpoint, STOP_AT, lambda: list_models(endpoint))
 
-    phases: list[tuple[str, Callable[[], tuple[float, str]]]] = [
+    phases: list[tuple[str, Callable[[], tuple[float, str, float]]]] = [
         (
             "resolving (resolver hangs)",
             lambda: stop_latency(Endpoint("http://slow.hang.test:8000/v1"), STOP_AT),
@@ -334,16 +355,28 @@ def main() -> None:
     print(f"Python {platform.python_version()}, {args.trials} trials per phase")
     lines = (ROOT / "tui" / "engine" / "remote.py").read_text().count("\n")
     print(f"tui/engine/remote.py: {lines} lines\n")
-    print(f"{'phase':32} {'median':>8} {'max':>8}  result")
+    print(f"{'phase':30} {'stop: call returns':>20} {'server sees close':>18}  result")
+    print(f"{'':30} {'median':>10} {'max':>9} {'median':>9} {'max':>8}")
+    held = {"headers, new connection", "headers, kept connection", "streaming, server silent"}
+
+    def ms(seconds: float) -> str:
+        if seconds != seconds:  # nan: not measured
+            return "-"
+        if seconds == float("inf"):
+            return ">5 s"
+        return f"{seconds * 1000:.0f} ms"
+
     try:
         for name, trial in phases:
-            latencies, reasons = [], set()
+            latencies, closes, reasons = [], [], set()
             for _ in range(args.trials):
-                latency, reason = trial()
-                latencies.append(latency * 1000)
+                latency, reason, stopped_at = trial()
+                latencies.append(latency)
+                closes.append(closed_after(server, stopped_at) if name in held else float("nan"))
                 reasons.add(reason)
             print(
-                f"{name:32} {statistics.median(latencies):6.0f} ms {max(latencies):5.0f} ms"
+                f"{name:30} {ms(statistics.median(latencies)):>10} {ms(max(latencies)):>9}"
+                f" {ms(statistics.median(closes)):>9} {ms(max(closes)):>8}"
                 f"  {', '.join(sorted(reasons))}"
             )
 
