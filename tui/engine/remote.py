@@ -406,6 +406,7 @@ class _Call:
         self._ended = threading.Event()  # the caller is done with the call
         self._drain_by: float | None = None
         self._raw: Iterator[bytes] = iter(())
+        self._sent_at: float | None = None  # when the request began to go out
 
     # -- sending (helper thread) ------------------------------------------------------
     def _trace(self, event: str, info: dict[str, Any]) -> None:
@@ -443,6 +444,7 @@ class _Call:
                 headers=headers,
                 extensions={"trace": self._trace},
             )
+            self._sent_at = time.monotonic()  # the timeout starts here, not at the import
             outcome: Any = client.send(request, stream=True)
         except BaseException as exc:  # handed to the caller, who words it
             outcome = exc
@@ -487,7 +489,6 @@ class _Call:
             headers["Authorization"] = f"Bearer {key}"
         if body is not None:
             headers["Content-Type"] = "application/json"
-        deadline = time.monotonic() + ep.timeout
         threading.Thread(
             target=self._send,
             args=(method, path, body, headers),
@@ -498,7 +499,8 @@ class _Call:
             if self.stop.is_set():
                 self._give_up()
                 raise _Stopped
-            if time.monotonic() > deadline:
+            sent_at = self._sent_at
+            if sent_at is not None and time.monotonic() - sent_at > ep.timeout:
                 self._give_up()
                 raise RemoteError(f"{ep.host} did not answer within {ep.timeout:g} s.")
         if self.stop.is_set():
