@@ -64,7 +64,7 @@ def test_a_proxy_that_is_down_is_one_sentence(proxy_env, misbehaving, unused_por
     host = misbehaving.removeprefix("http://")
     assert result.stats.error == (
         f"Cannot reach the proxy 127.0.0.1:{unused_port} (for {host}): connection refused "
-        "(is the server running?)."
+        "(is the proxy running?)."
     )
 
 

@@ -551,8 +551,9 @@ class _Call:
             if _cause(exc, socket.gaierror):
                 return RemoteError(f"Cannot reach {where}: the host name does not resolve.")
             if _cause(exc, ConnectionRefusedError):
+                running = "proxy" if via else "server"
                 return RemoteError(
-                    f"Cannot reach {where}: connection refused (is the server running?)."
+                    f"Cannot reach {where}: connection refused (is the {running} running?)."
                 )
             error = _cause(exc, OSError)
             reason = _detail(error.strerror or error) if error else "connection failed"
