@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import shutil
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -95,6 +97,10 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     seen_headers: ClassVar[list[dict[str, str]]] = []
+    # every request's target and client (address, port): one port is one TCP connection
+    seen_requests: ClassVar[list[tuple[str, tuple[str, int]]]] = []
+    # clients (address, port) whose held connection the server saw them close
+    left: ClassVar[list[tuple[str, int]]] = []
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -130,9 +136,14 @@ class Misbehaving(BaseHTTPRequestHandler):
                 continue
             except OSError:
                 break
+        else:
+            self.close_connection = True
+            return
+        type(self).left.append(self.client_address)
         self.close_connection = True
 
     def do_GET(self) -> None:
+        type(self).seen_requests.append((self.path, self.client_address))
         mode = self._mode()
         if mode == "status401":
             self._json(401, {"error": {"message": "bad key"}})
@@ -149,6 +160,7 @@ class Misbehaving(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
         type(self).seen_headers.append(dict(self.headers))
+        type(self).seen_requests.append((self.path, self.client_address))
         mode = self._mode()
         if mode.startswith("status"):
             status = int(mode[6:])
@@ -157,11 +169,14 @@ class Misbehaving(BaseHTTPRequestHandler):
         if mode.startswith("html"):
             self._page(int(mode[4:] or 200))
             return
-        if mode == "noheaders":
+        if mode in ("noheaders", "postholds"):  # postholds: GET lists models, kept alive
             self._hold()
             return
         if mode == "notopenai":
             self._json(200, {"status": "ok", "version": "1.2"})
+            return
+        if mode == "kept":  # a reply as real servers send it: chunked, connection kept
+            self._chunked_events([_chunk("Hello"), _chunk(" again"), _chunk(finish="stop")])
             return
         if mode == "completion":  # a server that ignores "stream": one JSON answer
             message = {"role": "assistant", "content": "Whole reply."}
@@ -255,6 +270,16 @@ class Misbehaving(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def _chunked_events(self, events: list[bytes]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in [*events, b"data: [DONE]\n\n"]:
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _chunked(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -284,6 +309,19 @@ def seen_headers() -> list[dict[str, str]]:
     """Headers of the requests the misbehaving server received (cleared per test)."""
     Misbehaving.seen_headers.clear()
     return Misbehaving.seen_headers
+
+
+@pytest.fixture
+def seen_requests() -> list[tuple[str, tuple[str, int]]]:
+    """(target, client address) of each request the misbehaving server received."""
+    Misbehaving.seen_requests.clear()
+    return Misbehaving.seen_requests
+
+
+@pytest.fixture
+def server_saw_leave() -> list[tuple[str, int]]:
+    """Clients whose held connection the misbehaving server saw them close."""
+    return Misbehaving.left
 
 
 @pytest.fixture
@@ -410,3 +448,77 @@ def tls_misbehaving(tmp_path_factory) -> Iterator[str]:
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+NEED_TINYPROXY = "CHAT_TUI_NEED_TINYPROXY"  # .ci/run sets it: there a missing tinyproxy fails
+
+
+@dataclass
+class Proxy:
+    url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        """The request lines the proxy logged so far ("GET http://host:port/path
+        HTTP/1.1", "CONNECT host:port HTTP/1.1")."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        mark = "Request (file descriptor "
+        return [line.split("): ", 1)[1] for line in text.splitlines() if mark in line]
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Proxy]:
+    """A real HTTP proxy, Debian's tinyproxy, on 127.0.0.1, logging every request line."""
+    binary = shutil.which("tinyproxy") or next(
+        (p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy") if os.access(p, os.X_OK)),
+        None,
+    )
+    if binary is None:
+        if os.environ.get(NEED_TINYPROXY):
+            pytest.fail("tinyproxy is not installed, though .ci/run installs it")
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; .ci/run does)")
+    port = free_port()
+    conf, log = tmp_path / "tinyproxy.conf", tmp_path / "tinyproxy.log"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 20\nAllow 127.0.0.1\n"
+        f'LogFile "{log}"\nLogLevel Info\nPidFile "{tmp_path / "tinyproxy.pid"}"\n'
+        "DisableViaHeader Yes\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while "listening on fd" not in (log.read_text(errors="replace") if log.exists() else ""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"tinyproxy did not start: {proc.communicate()[1]!r}")
+        time.sleep(0.05)
+    yield Proxy(f"http://127.0.0.1:{port}", log)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stderr.close()
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch) -> Iterator:
+    """Set proxy variables for the test (both spellings cleared first, as the ones
+    from outside must not leak in): ``proxy_env(http=URL, no="127.0.0.1")``."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+    def set_proxies(**values: str) -> dict[str, str]:
+        for scheme, value in values.items():
+            monkeypatch.setenv(f"{scheme.upper()}_PROXY", value)
+        return {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES} | {
+            f"{scheme.upper()}_PROXY": value for scheme, value in values.items()
+        }
+
+    yield set_proxies

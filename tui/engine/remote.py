@@ -1,16 +1,21 @@
 """A second backend: any server that speaks the OpenAI chat-completions API with
 server-sent events (``transformers serve``, vLLM, TGI, the llama.cpp server, Ollama).
 
-Standard library only, over a raw non-blocking socket (plain or TLS). Every fault
-(server down, refused, 401/404/429/5xx, a web page or other non-API answer, a malformed
-or truncated event stream, a drop mid-reply, a stall past the timeout, an oversized
-answer) becomes one sentence; a reply that was partly streamed is returned with what
-arrived, ``stop_reason='error'``, so the caller keeps it.
+HTTP goes through one kept ``httpx2`` client per :class:`Endpoint`: connections are
+reused, proxies come from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``, TLS
+is verified (``verify_tls=False`` turns that off). This module keeps the bounds, the stop
+and the sentences. Every fault (server or proxy down, refused, 401/404/429/5xx, a web
+page or other non-API answer, a malformed or truncated event stream, a drop mid-reply,
+a stall past the timeout, an oversized answer) becomes one sentence; a reply that was
+partly streamed is returned with what arrived, ``stop_reason='error'``, so the caller
+keeps it.
 
 **The server is not trusted.** Everything it controls is bounded:
 
-* time to the response headers: the endpoint's ``timeout`` (connect, TLS, send and wait
-  for headers together), and while streaming, ``timeout`` without a byte;
+* time to the response headers: the endpoint's ``timeout`` (resolve, connect, TLS, send
+  and wait for headers together); while streaming, ``timeout`` without reply data
+  (silence, or only keep-alive comments and empty events, count alike); an answer that
+  is not a stream must arrive whole within ``timeout`` of its headers;
 * response headers: :data:`MAX_HEADERS`; one event-stream line: :data:`MAX_LINE`
   (parsed in linear time, the line buffer never holds more than that);
 * the reply's text: what was asked for (:data:`BYTES_PER_TOKEN` UTF-8 bytes per requested
@@ -22,10 +27,13 @@ arrived, ``stop_reason='error'``, so the caller keeps it.
   two reads still decodes), lone surrogates from JSON escapes too.
 
 **Stopping is prompt in every phase** (resolving, connecting, TLS, sending, waiting for
-headers, streaming): no socket wait lasts longer than :data:`POLL` before the stop event
-is checked, and each step parses at most :data:`READ_SIZE` bytes, so a signal handler
-that sets the event (one-shot mode runs this on the main thread) is honoured within
-a fraction of a second however fast the server floods. A stop is ``stop_reason='stopped'``.
+headers, streaming). A request is sent from a helper thread (:class:`_Call`) while the
+caller waits at most :data:`POLL` at a time, checking the stop event and the timeout;
+the caller then reads the answer itself, and the helper watches the stop event until
+the call ends: a stop shuts the connection's socket down, which wakes a blocked read at
+once. So a signal handler that sets the event (one-shot mode runs this on the main
+thread) is honoured within a fraction of a second however fast the server floods. A
+stop is ``stop_reason='stopped'``.
 
 **The API key** is read from an environment variable (default ``OPENAI_API_KEY``) when a
 request is made, and sent as ``Authorization: Bearer <key>``. A key may also be written
@@ -33,25 +41,28 @@ into the URL, ``http://user:KEY@host/v1``: the password is the key (or, when the
 password, the user name is), percent-decoding applied; the environment variable wins
 when both are set. The URL's credentials are removed from :attr:`Endpoint.url` and
 :attr:`Endpoint.host` at once (so from every message, every saved file and the repr) and
-kept only in a private attribute; :func:`redact_url` does the same for any URL string.
+kept only in a private attribute. Query parameters whose names look like credentials
+(``key``, ``api_key``, ``access_token``, ``sig``, ``password``, ...) are still sent, as
+some servers take keys that way, but :attr:`Endpoint.url` shows them as ``***``;
+:func:`redact_url` does the same for any URL string, fragment included.
 """
 
 from __future__ import annotations
 
-import errno
+import functools
 import ipaddress
 import json
 import os
 import re
-import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from ..reasons import StopReason
 from ..safe_text import fix_surrogates
@@ -67,9 +78,11 @@ from .protocol import Capabilities, ChatEngine, OnStart, OnText
 from .settings import GenerationSettings
 from .spec import ModelSpec
 
+if TYPE_CHECKING:
+    import httpx2
+
 DEFAULT_TIMEOUT = 60.0
-POLL = 0.1  # the longest any socket wait lasts before the stop event is checked again
-READ_SIZE = 64 * 1024  # bytes taken from the socket (and so parsed) per step
+POLL = 0.05  # the longest the caller waits before the stop event is checked again
 MAX_HEADERS = 64 * 1024  # all response headers together
 MAX_LINE = 1 << 20  # one event-stream line (an OpenAI chunk is well under 1 KiB)
 MAX_REPLY = 16 << 20  # a reply's text in UTF-8 bytes, whatever was asked for
@@ -78,6 +91,9 @@ BYTES_PER_TOKEN = 64  # allowance per requested token (the longest real tokens a
 MAX_ERROR_BODY = 64 * 1024  # how much of an error answer is read
 MAX_MODEL_LIST = 8 << 20  # a /models answer
 MAX_DETAIL = 200  # characters of a server's own error text quoted in a sentence
+KEEPALIVE = 4.0  # seconds an idle connection is kept: under the 5 s of uvicorn and llama.cpp
+DRAIN = 0.5  # after the last event, how long the end of the body is awaited (for reuse)
+REDACTED = "***"
 
 
 class RemoteError(EngineError):
@@ -89,14 +105,11 @@ class _Stopped(Exception):
 
 
 class _Lost(Exception):
-    """The connection failed under us (reset, broken pipe, TLS error mid-stream)."""
-
-    def __init__(self, exc: OSError) -> None:
-        super().__init__(_detail(exc.strerror or str(exc) or exc.__class__.__name__))
+    """The connection broke under us (reset, cut short, malformed framing)."""
 
 
-class _BadFraming(Exception):
-    """Malformed chunked framing; carries the body bytes decoded before it."""
+class _Silent(Exception):
+    """Nothing arrived within the endpoint's timeout."""
 
 
 class _Secret:
@@ -116,8 +129,25 @@ class _Secret:
     __str__ = __repr__
 
 
+# names of query (or fragment) parameters whose values are shown as ***: api_key,
+# x-api-key, access_token, sig, X-Amz-Signature, password, client_secret, auth, ...
+_SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential|session", re.I)
+
+
+def _redact_params(text: str) -> str:
+    items = []
+    for item in text.split("&"):
+        name, eq, value = item.partition("=")
+        if eq and value and _SECRET_NAME.search(unquote_plus(name)):
+            item = f"{name}={REDACTED}"
+        items.append(item)
+    return "&".join(items)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed; never raises, whatever the string."""
+    """``url`` with any ``user:password@`` removed and the values of query or fragment
+    parameters that look like credentials shown as ``***``; never raises, whatever the
+    string."""
     text = str(url)
     scheme, sep, rest = text.partition("://")
     if not sep:
@@ -130,12 +160,15 @@ def redact_url(url: str) -> str:
     authority, tail = rest[:cut], rest[cut:]
     if "@" in authority:
         authority = authority.rpartition("@")[2]
+    tail, hash_mark, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    tail = path + question + _redact_params(query) + hash_mark + _redact_params(fragment)
     return f"{scheme}{sep}{authority}{tail}"
 
 
 @dataclass
 class Endpoint:
-    url: str  # base URL ending in /v1 (added if missing); credentials removed
+    url: str  # base URL ending in /v1 (added if missing); credentials removed or ***
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = DEFAULT_TIMEOUT
     verify_tls: bool = True
@@ -147,18 +180,18 @@ class Endpoint:
         if "://" not in url:
             url = "http://" + url
         # a URL that does not parse may hide a key anywhere: then it is not echoed at all
-        shown = "The endpoint URL" if "@" in given else repr(given)
+        shown = "The endpoint URL" if "@" in given else repr(redact_url(given))
         bad = RemoteError(f"{shown} is not an http(s) URL.")
         try:
             parts = urlsplit(url)
-            port = parts.port
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
             hostname = parts.hostname
         except ValueError:
             raise bad from None
         if parts.scheme not in ("http", "https") or not hostname:
             raise bad
         userinfo, at, hostport = parts.netloc.rpartition("@")
-        # not a dataclass field: never in repr(), asdict() or anything saved
+        # not dataclass fields: never in repr(), asdict() or anything saved
         self._url_key: _Secret | None = None
         if at:
             user, colon, password = userinfo.partition(":")
@@ -167,11 +200,11 @@ class Endpoint:
         path = parts.path.rstrip("/")
         if not path.endswith("/v1"):
             path += "/v1"
-        self.url = urlunsplit((parts.scheme, hostport, path, parts.query, ""))
-        self._scheme = parts.scheme
-        self._hostname = hostname
-        self._port = port or (443 if parts.scheme == "https" else 80)
+        self._base = urlunsplit((parts.scheme, hostport, path, "", ""))
+        self._query = _Secret(parts.query)  # sent as given (it may carry a key)
+        self.url = redact_url(urlunsplit((parts.scheme, hostport, path, parts.query, "")))
         self._hostport = hostport
+        self._http = _Kept(self)
         if parts.scheme == "http" and not _is_loopback(hostname):
             self.warnings.append(
                 f"{hostname} is reached over plain http: prompts, replies and the API key "
@@ -191,6 +224,10 @@ class Endpoint:
 
     def _key_source(self) -> str:
         return f"${self.api_key_env}" if os.environ.get(self.api_key_env) else "the endpoint URL"
+
+    def _target(self, path: str) -> str:
+        query = self._query.reveal()
+        return self._base + path + (f"?{query}" if query else "")
 
 
 def _is_loopback(host: str) -> bool:
@@ -236,105 +273,212 @@ def _loads(text: str) -> Any:
 
 
 _INVALID = object()
-_HAVE_POLL = hasattr(select, "poll")
-_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, errno.EAGAIN}
-_PENDING.add(getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK))  # Windows
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
-def _not_openai(endpoint: Endpoint, how: str) -> RemoteError:
+def _not_openai(endpoint: Endpoint, how: str, who: str | None = None) -> RemoteError:
     return RemoteError(
-        f"{endpoint.host} {how}: this is not an OpenAI-compatible API at {endpoint.url}; "
-        "check the URL."
+        f"{who or endpoint.host} {how}: this is not an OpenAI-compatible API at "
+        f"{endpoint.url}; check the URL."
     )
 
 
-class _Exchange:
-    """One HTTP/1.1 request and its response over a non-blocking socket.
+def _cause(exc: BaseException | None, kind: type[BaseException]) -> Any:
+    """The first exception of ``kind`` among ``exc`` and its causes, or None."""
+    for _ in range(8):
+        if exc is None or isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
-    Every wait lasts at most :data:`POLL` before the stop event is checked (raising
-    :class:`_Stopped`); every read takes at most :data:`READ_SIZE` bytes."""
+
+def _shut(sock: socket.socket | None) -> None:
+    """Shut a socket down for both directions: a read or write blocked on it in another
+    thread returns at once (closing it would not wake them). For a TLS socket this
+    bypasses the TLS layer, so it is safe while another thread is inside it."""
+    if sock is None:
+        return
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Kept:
+    """An endpoint's one kept ``httpx2.Client``, made at its first request (so the
+    proxy variables are read then), and the sockets of the connections the client holds
+    idle: a request that reuses one learns its socket from here, to shut it on a stop."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._verify = endpoint.verify_tls
+        self._timeout = endpoint.timeout
+        self._lock = threading.Lock()
+        self._client: httpx2.Client | None = None
+        self._idle: list[socket.socket] = []
+        self.via: str | None = None  # the proxy the client goes through, once seen
+
+    def client(self) -> httpx2.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx2
+
+                self._client = httpx2.Client(
+                    verify=_tls_context() if self._verify else False,
+                    trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE
+                    timeout=self._timeout,  # each connect, write or read
+                    follow_redirects=False,
+                    limits=httpx2.Limits(max_keepalive_connections=1, keepalive_expiry=KEEPALIVE),
+                    headers={
+                        "User-Agent": "chat-tui",
+                        "Accept": "text/event-stream, application/json",
+                        "Accept-Encoding": "identity",  # bytes are bounded as they arrive
+                    },
+                )
+                _quiet_url_logs()
+                weakref.finalize(self, self._client.close)
+            return self._client
+
+    def kept(self, sock: socket.socket) -> None:
+        """``sock``'s connection goes back to the pool, idle."""
+        with self._lock:
+            if sock not in self._idle:
+                self._idle.append(sock)
+
+    def claim(self) -> socket.socket | None:
+        """The socket of the idle connection a request was just given. The pool keeps at
+        most one idle connection, so it is the one still open, unless two requests
+        overlapped just then (None: that request's stop waits for its answer instead)."""
+        with self._lock:
+            self._idle = [sock for sock in self._idle if sock.fileno() != -1]
+            return self._idle.pop() if len(self._idle) == 1 else None
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The verifying TLS context, made once: loading the CA store takes ~50 ms."""
+    import httpcore2
+
+    return httpcore2.default_ssl_context()  # honours SSL_CERT_FILE and SSL_CERT_DIR
+
+
+class _RedactUrls:
+    """A logging filter: httpx logs each request's URL, which may carry a key."""
+
+    def filter(self, record: Any) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(arg)) if "://" in str(arg) else arg for arg in record.args
+            )
+        return True
+
+
+def _quiet_url_logs() -> None:
+    import logging
+
+    logger = logging.getLogger("httpx2")
+    if not any(isinstance(f, _RedactUrls) for f in logger.filters):
+        logger.addFilter(_RedactUrls())
+
+
+class _Call:
+    """One request on the endpoint's kept client.
+
+    :meth:`open` sends it from a helper thread (resolve, connect, TLS, write, wait for
+    the headers) while the caller waits at most :data:`POLL` at a time for the stop
+    event and the timeout; giving up shuts the connection's socket (known from httpx's
+    ``trace`` extension) so the helper returns too, and a request is never written after
+    the caller gave up. The caller then reads the body with :meth:`pieces`; until
+    :meth:`close` the helper watches the stop event and shuts the socket on a stop,
+    which wakes a read blocked on a silent server."""
 
     def __init__(self, endpoint: Endpoint, stop: threading.Event) -> None:
         self.endpoint = endpoint
         self.stop = stop
-        self.sock: socket.socket | None = None
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.last_data = time.monotonic()  # when a byte last arrived
-        self.truncated = False  # the connection ended before the body's framing did
-        self._raw = bytearray()  # received, not yet decoded from the framing
-        self._framing = "close"  # "close", "length" or "chunked"
-        self._remaining = 0  # bytes left in the body ("length") or in this chunk
-        self._chunk_state = "size"  # "size", "data", "crlf", "trailer"
-        self._eof = False
-        self._done = False
-        self._broken: RemoteError | None = None  # bad framing, raised after the good bytes
+        self.response: httpx2.Response | None = None
+        self.complete = False  # the body was read to its end: the connection is kept
+        self._kept = endpoint._http
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None  # the connection's socket, once known
+        self._fresh = False  # this request opened its own connection
+        self._gave_up = False
+        self._outcome: Any = None
+        self._answered = threading.Event()  # the helper has an outcome
+        self._ended = threading.Event()  # the caller is done with the call
+        self._drain_by: float | None = None
+        self._raw: Iterator[bytes] = iter(())
+        self._sent_at: float | None = None  # when the request began to go out
 
-    # -- waiting ----------------------------------------------------------------------
-    def _check(self) -> None:
-        if self.stop.is_set():
-            raise _Stopped
+    # -- sending (helper thread) ------------------------------------------------------
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's ``trace`` extension: called on the helper thread at each step."""
+        if event == "connection.connect_tcp.started":
+            where = f"{info.get('host')}:{info.get('port')}"
+            if where != self._origin():
+                self._kept.via = where
+        elif event.endswith(("connect_tcp.complete", "start_tls.complete")):
+            sock = info["return_value"].get_extra_info("socket")
+            with self._lock:
+                self._sock, self._fresh = sock, True
+                late = self._gave_up
+            if late:
+                _shut(sock)
+        elif event == "http11.send_request_headers.started":
+            if not self._fresh:
+                sock = self._kept.claim()
+                with self._lock:
+                    self._sock = sock
+            if self._gave_up:
+                raise _Stopped  # never write a request nobody waits for
 
-    def _poll(self, write: bool, timeout: float) -> bool:
-        assert self.sock is not None
-        timeout = max(0.001, min(POLL, timeout))
-        fd = self.sock.fileno()
-        if _HAVE_POLL:
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT if write else select.POLLIN)
-            return bool(poller.poll(timeout * 1000))
-        ready = (
-            select.select([], [fd], [], timeout) if write else select.select([fd], [], [], timeout)
-        )
-        return bool(ready[0] or ready[1])
+    def _origin(self) -> str:
+        parts = urlsplit(self.endpoint._base)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
-    def _wait(self, write: bool, deadline: float) -> bool:
-        """Wait up to POLL for the socket; the stop event and ``deadline`` are checked."""
-        self._check()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RemoteError(
-                f"{self.endpoint.host} did not answer within {self.endpoint.timeout:g} s."
+    def _send(self, method: str, path: str, body: bytes | None, headers: dict) -> None:
+        try:
+            client = self._kept.client()
+            request = client.build_request(
+                method,
+                self.endpoint._target(path),
+                content=body,
+                headers=headers,
+                extensions={"trace": self._trace},
             )
-        return self._poll(write, remaining)
+            self._sent_at = time.monotonic()  # the timeout starts here, not at the import
+            outcome: Any = client.send(request, stream=True)
+        except BaseException as exc:  # handed to the caller, who words it
+            outcome = exc
+        with self._lock:
+            self._outcome = outcome
+            late = self._gave_up
+        self._answered.set()
+        if late:
+            if not isinstance(outcome, BaseException):
+                outcome.close()
+            return
+        while not self._ended.is_set():  # watch for a stop until the caller is done
+            if self.stop.wait(POLL) or (
+                self._drain_by is not None and time.monotonic() > self._drain_by
+            ):
+                with self._lock:  # never once the connection went back to the pool
+                    if not self._ended.is_set():
+                        _shut(self._sock)
+                return
 
-    # -- request ----------------------------------------------------------------------
-    def open(self, method: str, path: str, body: bytes | None) -> None:
-        """Connect, send the request and read the response's status and headers, all
-        within the endpoint's timeout."""
-        request = self._request(method, path, body)
-        deadline = time.monotonic() + self.endpoint.timeout
-        self._connect(deadline)
-        try:
-            self._send(request, deadline)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may still have answered (say, 413); read that
-        self._read_head(deadline)
+    def _give_up(self) -> None:
+        with self._lock:
+            self._gave_up = True
+            outcome, sock = self._outcome, self._sock
+        _shut(sock)
+        if outcome is not None and not isinstance(outcome, BaseException):
+            outcome.close()
 
-    def _request(self, method: str, path: str, body: bytes | None) -> bytes:
+    # -- the caller's side ------------------------------------------------------------
+    def open(self, method: str, path: str, body: bytes | None) -> httpx2.Response:
+        """Send the request and wait for the answer's status and headers, all within
+        the endpoint's timeout."""
         ep = self.endpoint
-        parts = urlsplit(ep.url)
-        target = quote(parts.path.rstrip("/") + path, safe="/%:@!$&'()*+,;=-._~")
-        if parts.query:
-            target += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-        try:
-            host = ep._hostname.encode("idna").decode("ascii")
-        except UnicodeError:
-            host = quote(ep._hostname, safe="")
-        if ":" in host:
-            host = f"[{host}]"
-        default = 443 if ep._scheme == "https" else 80
-        if ep._port != default:
-            host += f":{ep._port}"
-        lines = [
-            f"{method} {target} HTTP/1.1",
-            f"Host: {host}",
-            "User-Agent: chat-tui",
-            "Accept: text/event-stream, application/json",
-            "Accept-Encoding: identity",
-            "Connection: close",
-        ]
+        headers = {}
         key = ep.api_key()
         if key:
             if not _HEADER_SAFE.fullmatch(key):
@@ -342,359 +486,186 @@ class _Exchange:
                     f"The API key in {ep._key_source()} holds spaces, control or non-ASCII "
                     "characters, which cannot go in an HTTP header."
                 )
-            lines.append(f"Authorization: Bearer {key}")
+            headers["Authorization"] = f"Bearer {key}"
         if body is not None:
-            lines.append("Content-Type: application/json")
-            lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-        return head + (body or b"")
-
-    def _resolve(self, deadline: float) -> list[tuple]:
-        ep = self.endpoint
-        host, port = ep._hostname, ep._port
-        try:
-            ipaddress.ip_address(host)
-            return socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-            )
-        except ValueError:
-            pass
-        except OSError as exc:
-            raise RemoteError(f"Cannot reach {ep.host}: {exc.strerror or exc}.") from None
-        # getaddrinfo cannot be interrupted: run it aside and keep checking the stop event
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def resolve() -> None:
-            try:
-                box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError) as exc:
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=resolve, name="chat-tui-resolve", daemon=True).start()
-        while not done.wait(POLL):
-            self._check()
-            if time.monotonic() > deadline:
-                raise RemoteError(f"{ep.host} did not resolve within {ep.timeout:g} s.")
-        self._check()
-        if "error" in box or not box.get("infos"):
-            raise RemoteError(f"Cannot reach {ep.host}: the host name does not resolve.")
-        return box["infos"]
-
-    def _connect(self, deadline: float) -> None:
-        ep = self.endpoint
-        code = errno.ECONNREFUSED
-        for family, kind, proto, _name, address in self._resolve(deadline):
-            try:
-                sock = socket.socket(family, kind, proto)
-            except OSError as exc:
-                code = exc.errno or errno.EAFNOSUPPORT
-                continue
-            sock.setblocking(False)
-            self.sock = sock
-            try:
-                code = sock.connect_ex(address)
-                if code in _PENDING:
-                    while not self._wait(True, deadline):
-                        pass
-                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            except OSError as exc:
-                code = exc.errno or errno.ECONNABORTED
-            if code == 0:
-                break
-            sock.close()
-            self.sock = None
-        else:
-            if code == errno.ECONNREFUSED:
-                raise RemoteError(
-                    f"Cannot reach {ep.host}: connection refused (is the server running?)."
-                )
-            raise RemoteError(f"Cannot reach {ep.host}: {os.strerror(code)}.")
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        if ep._scheme == "https":
-            self._handshake(deadline)
-
-    def _handshake(self, deadline: float) -> None:
-        ep = self.endpoint
-        context = ssl.create_default_context()
-        if not ep.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        assert self.sock is not None
-        try:
-            self.sock = context.wrap_socket(
-                self.sock, server_hostname=ep._hostname, do_handshake_on_connect=False
-            )
-            while True:
-                try:
-                    self.sock.do_handshake()
-                    return
-                except ssl.SSLWantReadError:
-                    self._wait(False, deadline)
-                except ssl.SSLWantWriteError:
-                    self._wait(True, deadline)
-        except ssl.SSLCertVerificationError as exc:
-            reason = _detail(exc.verify_message or exc.reason or "")
-            raise RemoteError(
-                f"TLS with {ep.host} failed ({reason}); check the certificate."
-            ) from None
-        except ssl.SSLError as exc:
-            raise RemoteError(
-                f"TLS with {ep.host} failed ({_detail(exc.reason or exc)}); check the "
-                "certificate, and that the server speaks https."
-            ) from None
-        except OSError as exc:
-            raise RemoteError(
-                f"TLS with {ep.host} failed ({_detail(exc.strerror or exc)})."
-            ) from None
-
-    def _send(self, data: bytes, deadline: float) -> None:
-        assert self.sock is not None
-        view = memoryview(data)
-        while view:
-            self._check()
-            try:
-                sent = self.sock.send(view[:READ_SIZE])
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-                self._wait(True, deadline)
-                continue
-            except ssl.SSLWantReadError:
-                self._wait(False, deadline)
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                raise
-            except OSError as exc:
-                raise _Lost(exc) from None
-            view = view[sent:]
-
-    # -- response ---------------------------------------------------------------------
-    def _recv(self) -> bytes | None:
-        """Up to READ_SIZE bytes; None if none arrived within POLL; b"" at the end."""
-        self._check()
-        assert self.sock is not None
-        for attempt in (0, 1):
-            try:
-                data = self.sock.recv(READ_SIZE)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                write = False
-            except ssl.SSLWantWriteError:
-                write = True
-            except OSError as exc:
-                raise _Lost(exc) from None
-            else:
-                if data:
-                    self.last_data = time.monotonic()
-                return data
-            if attempt or not self._poll(write, POLL):
-                return None
-            self._check()
-        return None
-
-    def _read_head(self, deadline: float) -> None:
-        ep = self.endpoint
-        buf = bytearray()
-        scan = 0
-        while True:
-            start = max(0, scan - 3)
-            ends = [
-                (i, n)
-                for i, n in ((buf.find(b"\n\r\n", start), 3), (buf.find(b"\n\n", start), 2))
-                if i != -1
-            ]
-            if ends:
-                end, skip = min(ends)
-                status = self._parse_head(bytes(buf[:end]))
-                rest = buf[end + skip :]
-                if 100 <= status < 200 and status != 101:  # interim answer: the real one follows
-                    buf, scan = bytearray(rest), 0
-                    continue
-                self._raw = bytearray(rest)
-                self._set_framing()
-                return
-            if len(buf) > MAX_HEADERS:
-                raise RemoteError(
-                    f"{ep.host} sent response headers over {_size(MAX_HEADERS)}; no reply was read."
-                )
-            prefix = bytes(buf[:5])
-            if not (prefix.startswith(b"HTTP/") or b"HTTP/".startswith(prefix)):
-                raise _not_openai(ep, "did not answer in HTTP (is it https?)")
-            scan = len(buf)
-            if time.monotonic() > deadline:
+            headers["Content-Type"] = "application/json"
+        threading.Thread(
+            target=self._send,
+            args=(method, path, body, headers),
+            name="chat-tui-http",
+            daemon=True,
+        ).start()
+        while not self._answered.wait(POLL):
+            if self.stop.is_set():
+                self._give_up()
+                raise _Stopped
+            sent_at = self._sent_at
+            if sent_at is not None and time.monotonic() - sent_at > ep.timeout:
+                self._give_up()
                 raise RemoteError(f"{ep.host} did not answer within {ep.timeout:g} s.")
-            piece = self._recv()
-            if piece is None:
-                continue
-            if not piece:
-                if not buf:
-                    raise RemoteError(f"{ep.host} closed the connection without answering.")
-                raise RemoteError(f"{ep.host} closed the connection halfway through its answer.")
-            buf += piece
+        if self.stop.is_set():
+            self._give_up()
+            raise _Stopped
+        if isinstance(self._outcome, BaseException):
+            raise self._unanswered(self._outcome)
+        self.response = response = self._outcome
+        stream = response.extensions.get("network_stream")
+        if stream is not None:  # authoritative, also for a connection that was reused
+            with self._lock:
+                self._sock = stream.get_extra_info("socket")
+        self._raw = response.iter_raw()
+        size = sum(len(name) + len(value) + 4 for name, value in response.headers.raw)
+        if size > MAX_HEADERS:
+            raise self._headers_too_long()
+        return response
 
-    def _parse_head(self, head: bytes) -> int:
-        lines = head.decode("latin-1").split("\n")
-        words = lines[0].strip().split(None, 2)
-        code = words[1] if len(words) > 1 else ""
-        if not words[0].startswith("HTTP/") or not (
-            len(code) == 3 and code.isascii() and code.isdigit()
-        ):
-            raise _not_openai(self.endpoint, "did not answer in HTTP")
-        self.status = int(code)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
-                continue
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.headers = headers
-        return self.status
+    def _headers_too_long(self) -> RemoteError:
+        return RemoteError(
+            f"{self.endpoint.host} sent response headers over {_size(MAX_HEADERS)}; no "
+            "reply was read."
+        )
 
-    def _set_framing(self) -> None:
-        if self.status in (204, 304):
-            self._framing, self._remaining = "length", 0
-        elif "chunked" in self.headers.get("transfer-encoding", "").lower():
-            self._framing = "chunked"
-        elif "content-length" in self.headers:
-            values = {v.strip() for v in self.headers["content-length"].split(",")}
-            value = values.pop() if len(values) == 1 else ""
-            if not (value.isascii() and value.isdigit()):
-                raise RemoteError(f"{self.endpoint.host} sent an invalid Content-Length.")
-            self._framing, self._remaining = "length", int(value)
-        if self._framing == "length" and self._remaining == 0:
-            self._done = True
+    def _unanswered(self, exc: BaseException) -> Exception:
+        """One sentence for a request that got no answer."""
+        import httpx2
+
+        ep, host, via = self.endpoint, self.endpoint.host, self._kept.via
+        where = host if via is None else f"the proxy {via} (for {host})"
+        if isinstance(exc, _Stopped):
+            return exc
+        if isinstance(exc, httpx2.ProxyError):
+            return RemoteError(
+                f"The proxy {via or ''} would not connect to {host} ({_detail(str(exc))})."
+            )
+        if isinstance(exc, httpx2.TimeoutException):
+            return RemoteError(f"{host} did not answer within {ep.timeout:g} s.")
+        if isinstance(exc, httpx2.ConnectError):
+            if cert := _cause(exc, ssl.SSLCertVerificationError):
+                reason = _detail(cert.verify_message or cert.reason or "")
+                return RemoteError(f"TLS with {host} failed ({reason}); check the certificate.")
+            if tls := _cause(exc, ssl.SSLError):
+                return RemoteError(
+                    f"TLS with {host} failed ({_detail(tls.reason or tls)}); check the "
+                    "certificate, and that the server speaks https."
+                )
+            if _cause(exc, socket.gaierror):
+                return RemoteError(f"Cannot reach {where}: the host name does not resolve.")
+            if _cause(exc, ConnectionRefusedError):
+                running = "proxy" if via else "server"
+                return RemoteError(
+                    f"Cannot reach {where}: connection refused (is the {running} running?)."
+                )
+            error = _cause(exc, OSError)
+            reason = _detail(error.strerror or error) if error else "connection failed"
+            return RemoteError(f"Cannot reach {where}: {reason}.")
+        if isinstance(exc, httpx2.RemoteProtocolError):
+            if "without sending a response" in str(exc):
+                return RemoteError(f"{host} closed the connection without answering.")
+            if "buffer too long" in str(exc):
+                return self._headers_too_long()
+            return _not_openai(ep, "did not answer in HTTP (is it https?)")
+        if isinstance(exc, httpx2.NetworkError):  # a read or write failed
+            error = _cause(exc, OSError)
+            return RemoteError(
+                f"The connection to {host} dropped before the reply "
+                f"({_detail(error.strerror or error) if error else 'no answer'})."
+            )
+        if isinstance(exc, ImportError):  # say socks5:// in ALL_PROXY without socksio
+            return RemoteError(f"Cannot send a request to {host}: {_detail(str(exc))}")
+        if isinstance(exc, httpx2.HTTPError | httpx2.InvalidURL | ValueError):
+            return RemoteError(  # not quoted: the text may hold a URL with a key
+                f"Cannot send a request to {host} ({exc.__class__.__name__}); check the URL "
+                "and the proxy variables."
+            )
+        return exc  # not a network fault: a bug, raised as it is
+
+    def pieces(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive (as sent: no content decoding). Raises
+        :class:`_Stopped`, :class:`_Silent` or :class:`_Lost`; the end is the body's."""
+        import httpx2
+
+        assert self.response is not None
+        try:
+            for piece in self._raw:
+                if self.stop.is_set():
+                    raise _Stopped
+                yield piece
+        except httpx2.TransportError as exc:
+            if self.stop.is_set():
+                raise _Stopped from None
+            if isinstance(exc, httpx2.TimeoutException):
+                raise _Silent from None
+            text = str(exc)
+            if "without sending complete message body" in text:
+                raise _Lost("cut short") from None
+            if isinstance(exc, httpx2.RemoteProtocolError):
+                chunked = "chunked" in self.response.headers.get("transfer-encoding", "")
+                raise _Lost(f"malformed {'chunked' if chunked else 'HTTP'} framing") from None
+            error = _cause(exc, OSError)
+            raise _Lost(_detail(error.strerror or error) if error else "closed") from None
+        if self.stop.is_set():
+            raise _Stopped
+        self.complete = True
+
+    def read_all(self, limit: int) -> tuple[bytes, bool]:
+        """The whole body, up to ``limit`` bytes (``True`` if there was more), within the
+        endpoint's timeout."""
+        ep = self.endpoint
+        deadline = time.monotonic() + ep.timeout
+        out = bytearray()
+        try:
+            for piece in self.pieces():
+                out += piece
+                if len(out) > limit:
+                    return bytes(out[:limit]), True
+                if time.monotonic() > deadline:
+                    raise RemoteError(
+                        f"{ep.host} did not send its whole answer within {ep.timeout:g} s."
+                    )
+        except _Silent:
+            raise RemoteError(f"{ep.host} sent nothing for {ep.timeout:g} s.") from None
+        return bytes(out), False
+
+    def drain(self) -> None:
+        """After the last event: read to the end of the body (a little, briefly), so
+        the connection can be kept for the next request."""
+        self._drain_by = time.monotonic() + DRAIN
+        size = 0
+        try:
+            for piece in self.pieces():
+                size += len(piece)
+                if size > MAX_LINE:
+                    return
+        except (_Stopped, _Silent, _Lost):
+            pass
+
+    @property
+    def who(self) -> str:
+        """The server, as sentences name it: an error page may be the proxy's own."""
+        via = self._kept.via
+        return self.endpoint.host + (f", through the proxy {via}," if via else "")
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+        assert self.response is not None
+        return self.response.headers.get("content-type", "").split(";")[0].strip().lower()
 
-    def read(self) -> bytes | None:
-        """The next body bytes (about READ_SIZE at most); b"" if none arrived within
-        POLL; None at the end of the body (``truncated`` if the connection ended early)."""
-        while True:
-            if self._done:
-                return None
-            out = self._decode()
-            if out or self._done:
-                return out or None
-            if self._broken is not None:
-                raise self._broken
-            if self._eof:
-                self.truncated = self._framing != "close"
-                self._done = True
-                return None
-            piece = self._recv()
-            if piece is None:
-                return b""
-            if not piece:
-                self._eof = True
-                continue
-            self._raw += piece
-            out = self._decode()
-            if out or self._done:
-                return out or None
-            if self._broken is not None:
-                raise self._broken
-            return b""
-
-    def _decode(self) -> bytes:
-        """Take whatever the framing allows out of ``_raw``."""
-        raw = self._raw
-        if not raw:
-            return b""
-        if self._framing == "close":
-            out = bytes(raw)
-            raw.clear()
-            return out
-        if self._framing == "length":
-            out = bytes(raw[: self._remaining])
-            raw.clear()  # anything past Content-Length is not ours
-            self._remaining -= len(out)
-            self._done = self._remaining == 0
-            return out
-        return self._dechunk()
-
-    def _dechunk(self) -> bytes:
-        """Chunked framing, decoded incrementally; malformed framing is raised by
-        :meth:`read` once the bytes before it were delivered."""
-        try:
-            return self._dechunk_some()
-        except _BadFraming as bad:
-            self._raw.clear()
-            self._broken = RemoteError(
-                f"The connection to {self.endpoint.host} broke mid-reply (malformed chunked "
-                "framing); the partial reply was kept."
-            )
-            return bad.args[0]
-
-    def _dechunk_some(self) -> bytes:
-        raw, out, pos = self._raw, bytearray(), 0
-
-        def bad() -> _BadFraming:
-            return _BadFraming(bytes(out))
-
-        while pos < len(raw):
-            state = self._chunk_state
-            if state == "data":
-                take = min(self._remaining, len(raw) - pos)
-                out += raw[pos : pos + take]
-                pos += take
-                self._remaining -= take
-                if self._remaining == 0:
-                    self._chunk_state = "crlf"
-                continue
-            newline = raw.find(b"\n", pos)
-            if newline == -1:
-                if len(raw) - pos > (MAX_HEADERS if state == "trailer" else 4096):
-                    raise bad()
-                break
-            line = bytes(raw[pos:newline]).strip()
-            pos = newline + 1
-            if state == "crlf":
-                if line:
-                    raise bad()
-                self._chunk_state = "size"
-            elif state == "size":
-                digits = line.split(b";", 1)[0].strip()
-                if not digits or len(digits) > 16:
-                    raise bad()
-                try:
-                    self._remaining = int(digits, 16)
-                except ValueError:
-                    raise bad() from None
-                self._chunk_state = "data" if self._remaining else "trailer"
-            elif not line:  # the empty line that ends the trailer
-                self._done = True
-                break
-        del raw[:pos]
-        return bytes(out)
-
-    def read_all(self, limit: int) -> tuple[bytes, bool]:
-        """The whole body, up to ``limit`` bytes (``True`` if there was more)."""
-        out = bytearray()
-        while True:
-            piece = self.read()
-            if piece is None:
-                return bytes(out), False
-            if not piece and time.monotonic() - self.last_data > self.endpoint.timeout:
-                raise RemoteError(
-                    f"{self.endpoint.host} sent nothing for {self.endpoint.timeout:g} s."
-                )
-            out += piece
-            if len(out) > limit:
-                return bytes(out[:limit]), True
+    @property
+    def status(self) -> int:
+        assert self.response is not None
+        return self.response.status_code
 
     def close(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
+        with self._lock:
+            self._ended.set()
+            self._gave_up = True
+            sock = self._sock
+        if self.response is not None:
+            if self.complete and sock is not None:
+                self._kept.kept(sock)  # before close() hands the connection back
+            self.response.close()
+        elif not self._answered.is_set():
+            self._give_up()
 
 
 def _looks_like_html(content_type: str, body: bytes) -> bool:
@@ -703,19 +674,19 @@ def _looks_like_html(content_type: str, body: bytes) -> bool:
     return body.lstrip()[:1] == b"<"
 
 
-def _http_error(exchange: _Exchange, model: str | None) -> RemoteError:
+def _http_error(call: _Call, model: str | None) -> RemoteError:
     """One sentence for a non-200 answer (reads at most MAX_ERROR_BODY of it)."""
-    endpoint, status = exchange.endpoint, exchange.status
+    endpoint, status = call.endpoint, call.status
     try:
-        body, _cut = exchange.read_all(MAX_ERROR_BODY)
+        body, _cut = call.read_all(MAX_ERROR_BODY)
     except (RemoteError, _Lost):
         body = b""
-    host = endpoint.host
-    if _looks_like_html(exchange.content_type, body):
+    host = call.who
+    if _looks_like_html(call.content_type, body):
         if status in (401, 403, 429) or status >= 500:
             detail = "a web page, not an API answer"
         else:
-            return _not_openai(endpoint, f"answered {status} with a web page")
+            return _not_openai(endpoint, f"answered {status} with a web page", host)
     else:
         text = body.decode("utf-8", "replace")
         payload = _loads(text)
@@ -740,6 +711,11 @@ def _http_error(exchange: _Exchange, model: str | None) -> RemoteError:
     if status == 404:
         what = f"model {model!r}" if model else "the chat endpoint"
         return RemoteError(f"{host} does not know {what} (404){suffix}; check the URL and model.")
+    if status == 407:
+        return RemoteError(
+            f"The proxy for {endpoint.host} wants credentials (407): put them in the proxy "
+            "URL in $HTTP_PROXY or $HTTPS_PROXY."
+        )
     if status == 429:
         return RemoteError(f"{host} is rate-limiting requests (429); retry in a moment{suffix}.")
     if status >= 500:
@@ -749,14 +725,14 @@ def _http_error(exchange: _Exchange, model: str | None) -> RemoteError:
 
 def list_models(endpoint: Endpoint, stop_event: threading.Event | None = None) -> list[str]:
     """The model ids the server lists (``GET /models``)."""
-    exchange = _Exchange(endpoint, stop_event or threading.Event())
+    call = _Call(endpoint, stop_event or threading.Event())
     host = endpoint.host
     try:
-        exchange.open("GET", "/models", None)
-        if exchange.status != 200:
-            raise _http_error(exchange, None)
-        body, cut = exchange.read_all(MAX_MODEL_LIST)
-        if _looks_like_html(exchange.content_type, body):
+        call.open("GET", "/models", None)
+        if call.status != 200:
+            raise _http_error(call, None)
+        body, cut = call.read_all(MAX_MODEL_LIST)
+        if _looks_like_html(call.content_type, body):
             raise _not_openai(endpoint, "answered with a web page")
         if cut:
             raise RemoteError(f"{host} sent a model list over {_size(MAX_MODEL_LIST)}.")
@@ -776,7 +752,7 @@ def list_models(endpoint: Endpoint, stop_event: threading.Event | None = None) -
     except _Lost as exc:
         raise RemoteError(f"The connection to {host} dropped ({exc}).") from None
     finally:
-        exchange.close()
+        call.close()
 
 
 def request_body(
@@ -882,6 +858,7 @@ class _Reply:
         self.events = 0
         self.finish: str | None = None
         self.first_at: float | None = None
+        self.progress_at = time.monotonic()  # the last event that carried reply data
 
     def text(self) -> str:
         return "".join(self.blocks + self.pending)
@@ -953,6 +930,7 @@ class _Reply:
         if isinstance(usage, dict):
             self.stats.prompt_tokens = _count(usage.get("prompt_tokens"))
             self.stats.new_tokens = _count(usage.get("completion_tokens"))
+            self.progress_at = time.monotonic()
         choices = chunk.get("choices")
         if choices is None:
             return
@@ -970,6 +948,9 @@ class _Reply:
             reason = choice.get("finish_reason")
             if reason:
                 self.finish = _detail(reason)[:40]
+            # text, reasoning, tool calls or the end count; a role alone or {} does not
+            if reason or any(value for name, value in delta.items() if name != "role"):
+                self.progress_at = time.monotonic()
 
     def whole(self, body: bytes) -> None:
         """A server that ignored ``stream``: one JSON chat completion."""
@@ -983,40 +964,42 @@ class _Reply:
             self.finish = "stop"
 
 
-def _stream_events(exchange: _Exchange, reply: _Reply, stop: threading.Event) -> None:
-    endpoint = exchange.endpoint
+def _stream_events(call: _Call, reply: _Reply) -> None:
+    endpoint = call.endpoint
+    timeout = endpoint.timeout
     lines = _Lines()
-    while True:
-        if stop.is_set():
-            raise _Stopped
-        data = exchange.read()
-        if data is None:
-            break
-        if not data:
-            if time.monotonic() - exchange.last_data > endpoint.timeout:
+    ended = False
+    try:
+        for data in call.pieces():
+            try:
+                found = lines.feed(data)
+            except _LineTooLong:
                 raise RemoteError(
-                    f"{endpoint.host} sent nothing for {endpoint.timeout:g} s; the partial "
-                    "reply was kept."
+                    f"{endpoint.host} sent an event-stream line over {_size(MAX_LINE)}; "
+                    "stopped reading, the partial reply was kept."
+                ) from None
+            for line in found:
+                if call.stop.is_set():
+                    raise _Stopped
+                if reply.line(line):
+                    ended = True
+                    break
+            if ended:
+                break
+            if time.monotonic() - reply.progress_at > timeout:
+                raise RemoteError(
+                    f"{endpoint.host} sent no reply data for {timeout:g} s, only keep-alive "
+                    "lines; the partial reply was kept."
                 )
-            continue
-        try:
-            found = lines.feed(data)
-        except _LineTooLong:
-            raise RemoteError(
-                f"{endpoint.host} sent an event-stream line over {_size(MAX_LINE)}; stopped "
-                "reading, the partial reply was kept."
-            ) from None
-        for line in found:
-            if stop.is_set():
-                raise _Stopped
-            if reply.line(line):
-                return
+    except _Silent:
+        raise RemoteError(
+            f"{endpoint.host} sent nothing for {timeout:g} s; the partial reply was kept."
+        ) from None
+    if ended:
+        call.drain()  # the end of the body follows: read it, so the connection is kept
+        return
     if lines.rest().strip() and reply.line(lines.rest()):  # a last line without "\n"
         return
-    if exchange.truncated:
-        raise RemoteError(
-            f"The connection to {endpoint.host} dropped mid-reply; the partial reply was kept."
-        )
     if reply.finish is None:
         raise RemoteError(
             f"The connection to {endpoint.host} closed mid-reply, before the reply ended; "
@@ -1040,16 +1023,16 @@ def stream_chat(
     started = time.perf_counter()
     body = request_body(model, messages, settings)
     reply = _Reply(endpoint, reply_limit(body), body.get("max_tokens"), stats, on_text)
-    exchange = _Exchange(endpoint, event)
+    call = _Call(endpoint, event)
     try:
-        exchange.open("POST", "/chat/completions", json.dumps(body).encode("utf-8"))
-        if exchange.status != 200:
-            raise _http_error(exchange, model)
-        kind = exchange.content_type
+        call.open("POST", "/chat/completions", json.dumps(body).encode("utf-8"))
+        if call.status != 200:
+            raise _http_error(call, model)
+        kind = call.content_type
         if kind in ("text/html", "application/xhtml+xml"):
             raise _not_openai(endpoint, "answered with a web page")
         if kind == "application/json" or kind.endswith("+json"):
-            whole, cut = exchange.read_all(reply.limit + MAX_LINE)
+            whole, cut = call.read_all(reply.limit + MAX_LINE)
             if cut:
                 raise RemoteError(
                     f"{endpoint.host} sent an answer over {_size(reply.limit + MAX_LINE)}; "
@@ -1057,7 +1040,8 @@ def stream_chat(
                 )
             reply.whole(whole)
         else:
-            _stream_events(exchange, reply, event)
+            reply.progress_at = time.monotonic()
+            _stream_events(call, reply)
         stats.stop_reason = StopReason.LENGTH if reply.finish == "length" else StopReason.EOS
     except _Stopped:
         stats.stop_reason = StopReason.STOPPED
@@ -1074,7 +1058,7 @@ def stream_chat(
         else:
             stats.error = f"The connection to {endpoint.host} dropped before the reply ({exc})."
     finally:
-        exchange.close()
+        call.close()
     finished = time.perf_counter()
     stats.total_seconds = finished - started
     if not stats.new_tokens:
