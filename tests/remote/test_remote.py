@@ -3,6 +3,7 @@ misbehaves in every way the issue lists."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import CliRun, run_cli
 from tui.engine.remote import Endpoint, RemoteEngine, list_models, request_body, stream_chat
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
@@ -77,15 +79,9 @@ def test_multi_turn_sends_the_history(serve) -> None:
     assert second.stats.prompt_tokens > alone.stats.prompt_tokens > 0
 
 
-def cli(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def cli(env, *args: str) -> CliRun:
+    """``chat-tui ARGS`` in this process, with what ``env`` changes in the environment."""
+    return run_cli(*args, env={k: v for k, v in env.items() if os.environ.get(k) != v})
 
 
 def test_cli_one_shot_and_session_never_store_the_key(serve, test_env, tmp_path) -> None:
