@@ -149,7 +149,7 @@ async def test_session_browser_lists_conversations_and_enter_opens_one(make_app,
         screen = await open_browser(pilot, ui)
         assert titles(screen) == ["Bananas", "Apples"]
         assert "2026-01-01 12:00 · 2 messages" in rows(screen)[1]
-        assert "2 conversation(s)" in str(screen.query_one("#browser-note", Static).content)
+        assert "2 conversations" in str(screen.query_one("#browser-note", Static).content)
         assert app.focused is screen.query_one(Input)  # typing goes to the search
         await pilot.press("down", "enter")
         await ui.wait_until(pilot, lambda: len(app.main_screen.panes()) == 2, "its tab")
@@ -240,31 +240,73 @@ async def test_session_browser_deletes_after_confirmation_naming_the_title(make_
     assert dirs.store().path_for(apples).exists()
 
 
-async def test_session_browser_exports_with_ctrl_e(make_app, dirs, ui):
+async def _export_to(pilot, ui, folder) -> None:
+    """ctrl+e in the browser, then the folder typed over the default, Enter."""
+    from textual.widgets import Input
+
+    from tui.screens.export_dialog import ExportScreen
+
+    await ui.press(pilot, "ctrl+e")
+    await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, ExportScreen), "the dialog")
+    field = pilot.app.screen.query_one("#export-folder", Input)
+    assert pilot.app.focused is field and field.value == str(Path.cwd())
+    field.value = str(folder)
+    await ui.press(pilot, "enter")
+
+
+async def test_session_browser_exports_with_ctrl_e(make_app, dirs, ui, tmp_path):
     bananas, _apples = saved_conversations(dirs)
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await open_browser(pilot, ui)
-        await ui.press(pilot, "ctrl+e")
-        await ui.wait_until(pilot, lambda: (dirs.data / "exports").exists(), "the export")
-        assert sorted(p.name for p in (dirs.data / "exports").iterdir()) == [
-            f"{bananas}.json",
-            f"{bananas}.md",
-        ]
-        assert any(n.message.startswith("Exported to") for n in ui.notes(app))
-
-
-async def test_exporting_where_the_disk_refuses_is_a_sentence(make_app, dirs, ui):
-    saved_conversations(dirs)
-    (dirs.data / "exports").write_text("a file where the folder should be")
+    folder = tmp_path / "my exports"
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_browser(pilot, ui)
-        await ui.press(pilot, "ctrl+e")
+        await _export_to(pilot, ui, folder)
+        await ui.wait_until(pilot, lambda: folder.exists(), "the export")
+        assert sorted(p.name for p in folder.iterdir()) == ["Bananas.json", "Bananas.md"]
+        await _export_to(pilot, ui, folder)  # again: never over the first files
+        await ui.wait_until(pilot, lambda: len(list(folder.iterdir())) == 4, "the second")
+        assert "Bananas-2.md" in {p.name for p in folder.iterdir()}
+        assert any(n.message.startswith("Exported to") for n in ui.notes(app))
+        assert app.screen is screen and app.focused is screen.query_one(Input)
+        assert not (dirs.data / "exports").exists()
+
+
+async def test_exporting_where_the_disk_refuses_is_a_sentence(make_app, dirs, ui, tmp_path):
+    saved_conversations(dirs)
+    blocker = tmp_path / "exports"
+    blocker.write_text("a file where the folder should be")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_browser(pilot, ui)
+        await _export_to(pilot, ui, blocker)
         await ui.wait_until(pilot, lambda: ui.notes(app, "error"), "the error")
         (note,) = ui.notes(app, "error")
         assert "exports" in note.message and "Traceback" not in note.message
         assert app.screen is screen  # the app did not crash
+
+
+async def test_deleted_conversations_are_restored_from_the_browser(make_app, dirs, ui):
+    bananas, apples = saved_conversations(dirs)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_browser(pilot, ui)
+        await ui.press(pilot, "ctrl+d")
+        await ui.press(pilot, "y")
+        await ui.wait_until(pilot, lambda: len(rows(screen)) == 1, "bananas deleted")
+        await ui.press(pilot, "ctrl+t")
+        await ui.wait_until(
+            pilot, lambda: screen.showing_trash and len(rows(screen)) == 1, "the trash"
+        )
+        assert rows(screen)[0].startswith("Bananas") and "deleted" in rows(screen)[0]
+        assert "Enter restores" in ui.screen_text(app)
+        await ui.press(pilot, "enter")
+        await ui.wait_until(pilot, lambda: rows(screen) == [], "the trash emptied")
+        assert any(n.message == "Restored 'Bananas'." for n in ui.notes(app))
+        await ui.press(pilot, "ctrl+t")
+        await ui.wait_until(pilot, lambda: len(rows(screen)) == 2, "both listed again")
+    restored = dirs.store().load(bananas)
+    assert [m.content for m in restored.transcript] == ["And bananas?"]
+    assert dirs.store().load(apples).title == "Apples"
 
 
 async def test_deleting_the_conversation_of_the_active_tab_closes_that_tab(make_app, dirs, ui):

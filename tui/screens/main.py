@@ -107,9 +107,11 @@ class MainScreen(Screen):
                 tooltip="load another model (bundled, cached, recent, or typed)"),
         Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True,
                 tooltip="show or hide the side panel (model, settings, memory)"),
+        # one line in the help for all nine (the others have no description)
         *[
-            Binding(f"alt+{n}", f"go_tab({n})", f"Tab {n}", show=False, id=f"go_tab_{n}",
-                    priority=True, tooltip="go to tab 1…9" if n == 1 else "")
+            Binding(f"alt+{n}", f"go_tab({n})", "Go to tab" if n == 1 else "", show=False,
+                    id=f"go_tab_{n}", priority=True,
+                    tooltip="alt+1…9: go to that tab (alt+9: the last)" if n == 1 else "")
             for n in range(1, 10)
         ],
     ]  # fmt: skip

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from ..store.store import Problem, SessionInfo
 
 SEARCH_DELAY = 0.25  # seconds of no typing before a search runs
+HELP_LINE = (
+    "Conversations: type to search · ↑↓ choose · Enter opens · ctrl+r rename · "
+    "ctrl+d delete · ctrl+e export · ctrl+t trash · Esc closes"
+)
+TRASH_LINE = (
+    "Deleted conversations: type to filter · ↑↓ choose · Enter restores · "
+    "ctrl+t back to the list · Esc closes"
+)
 MATCH_STYLE = "bold reverse"
 
 
@@ -40,6 +48,7 @@ MATCH_STYLE = "bold reverse"
 class Row:
     info: SessionInfo
     snippets: list[str]
+    deleted: str | None = None  # when it went to the trash (trash rows only)
 
 
 def highlight(text: str, query: str, style: str = MATCH_STYLE) -> Text:
@@ -56,13 +65,21 @@ def highlight(text: str, query: str, style: str = MATCH_STYLE) -> Text:
     return out
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def row_prompt(row: Row, query: str, width: int = 100) -> Text:
     info = row.info
     title = safe_text.one_line(info.title, 60)
-    meta = safe_text.one_line(
-        f"  {info.model or '-'} · {info.updated.replace('T', ' ')[:16]} · {info.messages} messages",
-        width,
-    )
+    if row.deleted is not None:
+        meta = safe_text.one_line(f"  deleted {row.deleted.replace('T', ' ')[:16]}", width)
+    else:
+        meta = safe_text.one_line(
+            f"  {info.model or '-'} · {info.updated.replace('T', ' ')[:16]} · "
+            f"{info.messages} messages",
+            width,
+        )
     prompt = highlight(title, query) + Text(meta, style="dim")
     for snippet in row.snippets[:2]:
         prompt += Text("\n    ") + highlight(safe_text.one_line(snippet, width), query)
@@ -79,6 +96,7 @@ class SessionBrowser(ModalScreen[str | None]):
         Binding("ctrl+r", "rename", "Rename", id="browser.rename", priority=True),
         Binding("ctrl+d", "delete", "Delete", id="browser.delete", priority=True),
         Binding("ctrl+e", "export", "Export", id="browser.export", priority=True),
+        Binding("ctrl+t", "toggle_trash", "Trash", id="browser.trash", priority=True),
     ]
 
     @dataclass
@@ -86,6 +104,7 @@ class SessionBrowser(ModalScreen[str | None]):
         rows: list[Row]
         problems: list[Problem]
         query: str
+        trash: bool = False
 
     def __init__(self, sessions: Sessions) -> None:
         super().__init__()
@@ -93,13 +112,12 @@ class SessionBrowser(ModalScreen[str | None]):
         self.query_text = ""
         self.rows: list[Row] = []
         self.loaded = False  # the first listing has arrived
+        self.showing_trash = False  # ctrl+t: the deleted conversations
+        self.trash_rows: dict[str, str] = {}  # option id -> trash file name
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(
-                "Conversations: type to search · ↑↓ choose · Enter opens · ctrl+r rename · "
-                "ctrl+d delete · ctrl+e export · Esc closes"
-            )
+            yield Label(HELP_LINE, id="browser-help")
             yield Input(placeholder="search every conversation", id="browser-search")
             yield OptionList(id="browser-list")
             yield Static("reading…", id="browser-note", classes="note", markup=False)
@@ -115,6 +133,21 @@ class SessionBrowser(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="browse", exit_on_error=False)
     def _list(self, query: str) -> None:
         store = self.sessions.store
+        if self.showing_trash:
+            from ..store.store import SessionInfo
+
+            trashed, problems = store.trashed()
+            needle = query.strip().casefold()
+            rows = [
+                Row(
+                    SessionInfo(t.trash_name, t.title, t.name, "", t.deleted, "deleted", 0, ""),
+                    [],
+                )
+                for t in trashed
+                if needle in t.title.casefold() or needle in (t.name or "").casefold()
+            ]
+            self.post_message(self.Listed(rows, problems, query, trash=True))
+            return
         infos, problems = store.scan()
         if query.strip():
             rows = [Row(hit.info, hit.snippets) for hit in store.search(query.strip())]
@@ -123,8 +156,9 @@ class SessionBrowser(ModalScreen[str | None]):
         self.post_message(self.Listed(rows, problems, query))
 
     def on_session_browser_listed(self, message: Listed) -> None:
-        if message.query != self.query_text:
-            return  # an older search finished after a newer one started
+        if message.query != self.query_text or message.trash != self.showing_trash:
+            return  # an older search (or the other view) finished after a newer one started
+        self.query_one("#browser-help", Label).update(TRASH_LINE if message.trash else HELP_LINE)
         self.rows = message.rows
         self.loaded = True
         options = self.query_one(OptionList)
@@ -135,10 +169,13 @@ class SessionBrowser(ModalScreen[str | None]):
         if self.rows:
             ids = [r.info.id for r in self.rows]
             options.highlighted = ids.index(keep) if keep in ids else 0
-        if message.query.strip():
-            note = f"{len(self.rows)} conversation(s) mention {message.query.strip()!r}"
+        count = _count(len(self.rows), "conversation")
+        if message.trash:
+            note = f"{_count(len(self.rows), 'deleted conversation')} in the trash"
+        elif message.query.strip():
+            note = f"{count} mention {message.query.strip()!r}"
         else:
-            note = f"{len(self.rows)} conversation(s)"
+            note = count
         if message.problems:
             note += "; unreadable (left unchanged): " + "; ".join(str(p) for p in message.problems)
         self.query_one("#browser-note", Static).update(Text(safe_text.one_line(note)))
@@ -169,11 +206,18 @@ class SessionBrowser(ModalScreen[str | None]):
     def _enter(self) -> None:
         conv_id = self.selected()
         if conv_id is not None:
-            self.dismiss(conv_id)
+            self._open_or_restore(conv_id)
 
     @on(OptionList.OptionSelected)
     def _clicked(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
+        if event.option.id is not None:
+            self._open_or_restore(event.option.id)
+
+    def _open_or_restore(self, option_id: str) -> None:
+        if self.showing_trash:
+            self._restore(option_id)
+        else:
+            self.dismiss(option_id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -181,7 +225,7 @@ class SessionBrowser(ModalScreen[str | None]):
     # -- actions -------------------------------------------------------------------------
     def action_rename(self) -> None:
         conv_id = self.selected()
-        if conv_id is None:
+        if conv_id is None or self.showing_trash:
             return
 
         def done(value: str | None) -> None:
@@ -197,7 +241,7 @@ class SessionBrowser(ModalScreen[str | None]):
 
     def action_delete(self) -> None:
         conv_id = self.selected()
-        if conv_id is None:
+        if conv_id is None or self.showing_trash:
             return
         title = self.sessions.title_of(conv_id)
         tab = " It is open in a tab, which will close." if self.sessions.is_open(conv_id) else ""
@@ -215,16 +259,45 @@ class SessionBrowser(ModalScreen[str | None]):
         )
 
     def action_export(self) -> None:
+        """ctrl+e: ask the format and the folder (the current one by default), then
+        write files named after the conversation (never over an existing file)."""
         conv_id = self.selected()
-        if conv_id is None:
+        if conv_id is None or self.showing_trash:
             return
-        from ..store.export import export_to_folder
+        from ..store.export import export_to_folder, readable_stem
+        from .export_dialog import ExportChoice, ExportScreen
 
-        folder = self.sessions.store.root / "exports"
+        def chosen(choice: ExportChoice | None) -> None:
+            self.query_one(Input).focus()
+            if choice is None:
+                return
+            try:
+                conv = self.sessions.load_for_view(conv_id)
+                paths = export_to_folder(
+                    conv, choice.folder, choice.formats, stem=readable_stem(conv)
+                )
+            except StoreError as exc:
+                self.notify(str(exc), title="Not exported", severity="error", timeout=15)
+                return
+            names = " and ".join(p.name for p in paths)
+            self.notify(f"Exported to {choice.folder}: {names}.", timeout=8)
+
+        self.app.push_screen(ExportScreen(self.sessions.title_of(conv_id)), chosen)
+
+    # -- the trash ---------------------------------------------------------------------
+    def action_toggle_trash(self) -> None:
+        """ctrl+t: the deleted conversations (Enter restores one) or back to the list."""
+        self.showing_trash = not self.showing_trash
+        self.query_one(Input).value = ""
+        self.query_text = ""
+        self.refresh_list()
+
+    def _restore(self, trash_name: str) -> None:
         try:
-            paths = export_to_folder(self.sessions.load_for_view(conv_id), folder, ("md", "json"))
+            conv_id = self.sessions.restore(trash_name)
         except StoreError as exc:
-            self.notify(str(exc), title="Not exported", severity="error", timeout=15)
+            self.notify(str(exc), title="Not restored", severity="error", timeout=10)
             return
-        names = " and ".join(p.name for p in paths)
-        self.notify(f"Exported to {folder}: {names}.", timeout=8)
+        title = safe_text.one_line(self.sessions.title_of(conv_id), 60)
+        self.notify(f"Restored '{title}'.", timeout=6)
+        self.refresh_list()

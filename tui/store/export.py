@@ -190,19 +190,37 @@ def export(conv: Conversation, fmt: str) -> str:
     raise StoreError(f"Unknown export format {fmt!r}; choose md or json.")
 
 
+def readable_stem(conv: Conversation, limit: int = 60) -> str:
+    """A file name (without extension) after the conversation: its name or title in
+    letters, digits and dashes, in any script (``trip-to-lisbon``)."""
+    words = re.sub(r"[^\w]+", "-", conv.name or conv.title, flags=re.UNICODE).strip("-_")
+    return words[:limit].rstrip("-_") or conv.id
+
+
 def export_to_folder(
-    conv: Conversation, folder: str | Path, formats: Iterable[str] = FORMATS
+    conv: Conversation,
+    folder: str | Path,
+    formats: Iterable[str] = FORMATS,
+    stem: str | None = None,
 ) -> list[Path]:
-    """Write ``conv`` into ``folder`` (created 0700 if missing) as ``<id>.md`` and/or
-    ``<id>.json``, atomically. Returns the paths; raises :class:`DiskError` (one
-    sentence: what, where, why) or :class:`StoreError` for an unknown format."""
+    """Write ``conv`` into ``folder`` (created 0700 if missing) as ``STEM.md`` and/or
+    ``STEM.json``, atomically; ``stem`` defaults to the conversation's id. A file that
+    exists is never overwritten: ``STEM-2.md`` and so on. Returns the paths; raises
+    :class:`DiskError` (one sentence: what, where, why) or :class:`StoreError` for an
+    unknown format."""
     folder = Path(folder)
+    formats = list(formats)
     texts = [(fmt, export(conv, fmt)) for fmt in formats]
+    base = stem or conv.id
     paths: list[Path] = []
     with disk_errors(f"export '{label(conv.title)}' to", folder):
         ensure_dir(folder)
+        name, n = base, 1
+        while any((folder / f"{name}.{fmt}").exists() for fmt in formats):
+            n += 1
+            name = f"{base}-{n}"
         for fmt, text in texts:
-            path = folder / f"{conv.id}.{fmt}"
+            path = folder / f"{name}.{fmt}"
             atomic_write(path, text)
             paths.append(path)
     return paths
@@ -454,6 +472,7 @@ __all__ = [
     "export_to_folder",
     "import_file",
     "json_text",
+    "readable_stem",
     "to_json",
     "to_markdown",
     "transformers_chat_settings",

@@ -141,6 +141,14 @@ class Sessions:
         self._emit(Deleted(conv_id))
         return target
 
+    def trashed(self):
+        """The deleted conversations that can be restored, and unreadable trash files."""
+        return self.store.trashed()
+
+    def restore(self, trash_name: str) -> str:
+        """Bring a deleted conversation back; its id (see :meth:`SessionStore.restore`)."""
+        return self.store.restore(trash_name)
+
     def load_for_view(self, conv_id: str) -> Conversation:
         """What a read-only view (export, browser preview) should show: the open object
         if there is one (it may hold messages not yet saved), else the file."""

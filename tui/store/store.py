@@ -27,7 +27,7 @@ import re
 import stat as stat_module
 import sys
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,34 @@ class Problem:
 
 
 @dataclass
+class TrashedInfo:
+    """A deleted conversation in the trash."""
+
+    trash_name: str  # the file's name in the trash
+    id: str  # the id it had
+    title: str
+    name: str | None
+    deleted: str  # ISO time the file was moved to the trash
+
+
+@dataclass
 class SearchHit:
     info: SessionInfo
     snippets: list[str]
+
+
+def _trashed_id(file_name: str) -> str:
+    """The id a trashed file had: its name without ``-XXXXXXXX.toml`` (see delete)."""
+    stem = file_name[: -len(SUFFIX)]
+    head, dash, tail = stem.rpartition("-")
+    return head if dash and len(tail) == 8 else stem
+
+
+def _mtime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
 
 
 def slugify(name: str) -> str:
@@ -438,6 +463,55 @@ class SessionStore:
                     raise NotFoundError(f"No conversation {conv_id!r}.")
                 move(path, target)
         return target
+
+    # -- the trash ---------------------------------------------------------------------
+    def trashed(self, limit: int = 500) -> tuple[list[TrashedInfo], list[Problem]]:
+        """The deleted conversations that can be restored (newest deletion first), and
+        the files in the trash that cannot be read, with the reason."""
+        trash = self.folder / ".trash"
+        try:
+            entries = [e for e in os.scandir(trash) if e.name.endswith(SUFFIX)]
+        except OSError:
+            return [], []
+        found: list[TrashedInfo] = []
+        problems: list[Problem] = []
+        entries.sort(key=lambda e: _mtime(e), reverse=True)
+        for entry in entries[:limit]:
+            original = _trashed_id(entry.name)
+            try:
+                conv = self._read(Path(entry.path), original)
+            except StoreError as exc:
+                problems.append(Problem(entry.path, getattr(exc, "reason", str(exc))))
+                continue
+            deleted = datetime.fromtimestamp(_mtime(entry), UTC).isoformat(timespec="seconds")
+            found.append(TrashedInfo(entry.name, original, conv.title, conv.name, deleted))
+        return found, problems
+
+    def restore(self, trash_name: str) -> str:
+        """Move a deleted conversation back from the trash; the id it has again (a new
+        one if its old id was taken meanwhile). Raises :class:`NotFoundError` or
+        :class:`DiskError`."""
+        if "/" in trash_name or trash_name.startswith(".") or not trash_name.endswith(SUFFIX):
+            raise NotFoundError(f"No deleted conversation {trash_name!r}.")
+        source = self.folder / ".trash" / trash_name
+        original = _trashed_id(trash_name)
+        conv = self._read(source, original)  # it must read, or it stays in the trash
+        with disk_errors(f"restore {_quoted(conv.title)} to", self.folder):
+            self._ready()
+            name_taken = conv.name is not None and self.find_by_name(conv.name) is not None
+            with file_lock(self._lock_path(original)):
+                back = not name_taken and not os.path.lexists(self.path_for(original))
+                if back:
+                    move(source, self.path_for(original))
+            if back:
+                self._update_index_entry(self.load(original), self.path_for(original))
+                return original
+            # its id or its name is in use now: it comes back as a new conversation
+            if name_taken and conv.name is not None:
+                conv.name = self._free_name(conv.name)
+            self.save_as_new(conv)
+            os.unlink(source)
+        return conv.id
 
     def rename(self, conv_id: str, title: str) -> Conversation:
         conv = self.load(conv_id)
