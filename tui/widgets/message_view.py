@@ -36,7 +36,7 @@ def describe(message: ChatMessage, version: tuple[int, int] | None = None) -> st
         if message.model:
             parts.append(message.model)
         if message.new_tokens:
-            parts.append(f"{message.new_tokens} tokens")
+            parts.append(f"{message.new_tokens} token{'' if message.new_tokens == 1 else 's'}")
         if message.time_to_first_token:
             parts.append(f"first token {message.time_to_first_token * 1000:.0f} ms")
         if message.tokens_per_second:
