@@ -51,9 +51,15 @@ def _capture(session: str) -> str:
 
 
 def launch(command: list[str], marks: list[str], env: dict[str, str], limit: float = 120.0):
-    """Seconds until each of ``marks`` is on screen (None if it never showed)."""
-    session = f"fp{os.getpid()}{time.monotonic_ns() % 100000}"
-    shell = " ".join(f"'{c}'" for c in command)
+    """Seconds until each of ``marks`` is on screen (None if it never showed). The
+    command runs under ``env`` (a running tmux server would otherwise give it its own
+    environment, not ours)."""
+    import shlex
+    import uuid
+
+    session = f"fp-{uuid.uuid4().hex[:12]}"
+    settings = [f"{k}={v}" for k, v in env.items() if k.startswith(("CHAT_TUI_", "HF_", "PYTHON"))]
+    shell = shlex.join(["env", *settings, *command])
     started = time.monotonic()
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", shell],
@@ -90,6 +96,7 @@ def main() -> int:
             CHAT_TUI_CONFIG_DIR=f"{tmp}/config",
             CHAT_TUI_STATE_DIR=f"{tmp}/state",
             HF_HUB_OFFLINE="1",
+            CHAT_TUI_CACHE_DIR=os.environ.get("CHAT_TUI_CACHE_DIR", f"{tmp}/cache"),
             PYTHONPATH=str(ROOT),
             TERM="xterm-256color",
         )
@@ -97,7 +104,7 @@ def main() -> int:
         bare_times, paint_times, ready_times = [], [], []
         for _ in range(ns.rounds):
             (b,) = launch([sys.executable, str(bare)], ["^q Quit"], env)
-            paint, ready = launch(chat, ["^q Quit", "tok/s" if False else "· cpu · ctx"], env)
+            paint, ready = launch(chat, ["^q Quit", "· cpu · ctx"], env)
             for values, value in ((bare_times, b), (paint_times, paint), (ready_times, ready)):
                 if value is not None:
                     values.append(value)

@@ -182,6 +182,33 @@ class ChatApp(App):
             markup=False,
         )
 
+    # -- the command palette: Textual's, made safe for fast keys (see SafeCommandPalette) ---
+    def action_command_palette(self) -> None:
+        from .palette import SafeCommandPalette
+
+        if self.use_command_palette and not SafeCommandPalette.is_open(self):
+            self.push_screen(SafeCommandPalette(id="--command-palette"))
+
+    def search_commands(self, commands, placeholder: str = "Search for commands…"):
+        from textual.command import SimpleProvider
+
+        from .palette import SafeCommandPalette
+
+        return self.push_screen(
+            SafeCommandPalette(
+                providers=[SimpleProvider(self.screen, commands)], placeholder=placeholder
+            )
+        )
+
+    def search_themes(self) -> None:
+        from textual.theme import ThemeProvider
+
+        from .palette import SafeCommandPalette
+
+        self.push_screen(
+            SafeCommandPalette(providers=[ThemeProvider], placeholder="Search for themes…")
+        )
+
     # -- keys that work everywhere -------------------------------------------------------------
     def action_help(self) -> None:
         from .screens.help import KeyHelp

@@ -10,13 +10,36 @@ import asyncio
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual import work
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 
 from . import safe_text, slash_commands
+from .screens.base import DismissedOnce
 
 if TYPE_CHECKING:
     from .state import AppState
     from .store.sessions import Sessions
+
+
+class SafeCommandPalette(DismissedOnce, CommandPalette):
+    """Textual's command palette, for keys faster than it: a page key before its list
+    is laid out, or a search still running when Esc has closed it, raise inside
+    Textual (KeyError, NoMatches) and would end the app, and a second Enter would
+    close the screen beneath. Here they do nothing."""
+
+    @work(exclusive=True, group=CommandPalette._GATHER_COMMANDS_GROUP)
+    async def _gather_commands(self, search_value: str) -> None:
+        try:
+            await CommandPalette._gather_commands.__wrapped__(self, search_value)  # type: ignore[attr-defined]
+        except NoMatches:
+            pass  # closed before its list was there: nothing to show
+
+    def _action_command_list(self, action: str) -> None:
+        try:
+            super()._action_command_list(action)
+        except (KeyError, IndexError, NoMatches):
+            pass  # a list not laid out yet (or already gone): the key does nothing
 
 
 class PaletteHost(Protocol):

@@ -17,10 +17,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from .. import safe_text
+from .base import Dialog
 
 if TYPE_CHECKING:
     from ..engine.compare import Comparison
@@ -30,10 +30,11 @@ def _plain(text: str) -> Text:
     return Text(safe_text.visible(text))
 
 
-class ComparisonScreen(ModalScreen[None]):
+class ComparisonScreen(Dialog[None]):
     """``labels``: one per side, the reference first (e.g. ``@fp32``, ``@bf16``)."""
 
     BINDINGS = [Binding("escape", "stop_or_close", "Stop / close", id="comparison.close")]
+    KEYS_HINT = "tab: next column · ↑↓ PgUp PgDn: scroll it"
 
     DEFAULT_CSS = """
     ComparisonScreen { align: center middle; }
@@ -46,6 +47,7 @@ class ComparisonScreen(ModalScreen[None]):
     #comparison .side { width: 1fr; border: tall $panel; margin: 0 1 0 0; }
     #comparison .side-header { text-style: bold; color: $accent; }
     #comparison .side-body { height: 1fr; }
+    #comparison .side-body:focus { background: $boost; }
     #comparison .side-stats { color: $text-muted; height: auto; }
     """
 
@@ -89,10 +91,12 @@ class ComparisonScreen(ModalScreen[None]):
                         with VerticalScroll(classes="side-body"):
                             yield Static("", classes="side-text")
                         yield Static("", classes="side-stats")
-            yield Static(_plain("starting… (esc stops)"), id="compare-status")
+            yield Static(_plain(f"starting… (esc stops) · {self.KEYS_HINT}"), id="compare-status")
 
     def on_mount(self) -> None:
         self.set_interval(0.1, self._draw)  # streamed text: a few redraws a second
+        # the first column has the keys: arrows scroll it, tab moves to the next one
+        self.query(".side-body").first().focus()
 
     def side(self, index: int) -> Vertical:
         return self.query_one(f"#side-{index}", Vertical)
@@ -116,7 +120,8 @@ class ComparisonScreen(ModalScreen[None]):
     def on_comparison_screen_status(self, message: Status) -> None:
         message.stop()
         if not self.finished:
-            self.query_one("#compare-status", Static).update(_plain(message.text))
+            text = f"{message.text} · {self.KEYS_HINT}"
+            self.query_one("#compare-status", Static).update(_plain(text))
 
     def on_comparison_screen_done(self, message: Done) -> None:
         from ..engine.compare import table_rows
@@ -125,7 +130,7 @@ class ComparisonScreen(ModalScreen[None]):
         self.finished = True
         self.comparison = comparison = message.comparison
         status = message.problem or message.saved
-        status = (status + " · " if status else "") + "esc closes"
+        status = (status + " · " if status else "") + f"esc closes · {self.KEYS_HINT}"
         self.query_one("#compare-status", Static).update(_plain(status))
         if comparison is None:
             return
@@ -136,7 +141,10 @@ class ComparisonScreen(ModalScreen[None]):
                 continue
             self.texts[reply.index] = reply.text
             self._dirty.add(reply.index)
-            lines = [f"{name}: {value}" for name, value in zip(header[1:], row[1:], strict=True)]
+            # the figures on as few lines as the column's width allows: the reply keeps
+            # the height (one line per figure left a few lines of text at 80x24)
+            figures = [f"{name}: {value}" for name, value in zip(header[1:], row[1:], strict=True)]
+            lines = [" · ".join(figures)]
             lines += [f"note: {notice}" for notice in reply.notices]
             if reply.error:
                 lines.append(f"error: {reply.error}")

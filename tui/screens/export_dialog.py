@@ -11,10 +11,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
 from .. import safe_text
+from .base import Dialog
 
 FORMAT_CHOICES = [
     ("Markdown and JSON", "md json"),
@@ -29,7 +29,7 @@ class ExportChoice:
     folder: Path
 
 
-class ExportScreen(ModalScreen[ExportChoice | None]):
+class ExportScreen(Dialog[ExportChoice | None]):
     """Tab moves between the format and the folder; Enter in the folder exports; Esc
     cancels."""
 

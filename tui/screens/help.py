@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown
 
 from .. import slash_commands
+from .base import Dialog
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def help_markdown(keys: list[KeyHelp]) -> str:
     )
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
     BINDINGS = [Binding("escape,q,f1", "dismiss", "Close", id="help.close")]
 
     def __init__(self, keys: list[KeyHelp]) -> None:

@@ -171,7 +171,7 @@ class MainScreen(Screen):
         if self.start_endpoint is not None:
             self.load(EndpointTarget(self.start_endpoint, self.start_endpoint_model))
         elif self.load_on_start and not self.controller.ready.is_set():
-            self.load(LocalTarget(self.controller.spec))
+            self.call_after_refresh(self.load, LocalTarget(self.controller.spec))
         else:
             self.query_one("#load-progress").display = False
             self._show_model()

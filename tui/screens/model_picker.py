@@ -13,12 +13,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.fuzzy import Matcher
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from .. import safe_text
 from ..engine.controller import SERVER_PREFIX
+from .base import Dialog
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
 
-class ModelPicker(ModalScreen[Picked | None]):
+class ModelPicker(Dialog[Picked | None]):
     """Pick a model: the bundled default, the local Hugging Face cache, recent ones, any
     typed Hub id / folder / .gguf path, or a server's URL. Fuzzy filter; Tab reaches the
     precision and device; Enter loads."""

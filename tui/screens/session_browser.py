@@ -20,12 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from .. import safe_text
 from ..store.errors import StoreError
+from .base import Dialog
 from .dialogs import ConfirmScreen, TextPrompt
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def row_prompt(row: Row, query: str, width: int = 100) -> Text:
     return prompt
 
 
-class SessionBrowser(ModalScreen[str | None]):
+class SessionBrowser(Dialog[str | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Close", id="browser.close"),
         Binding("down", "move(1)", "Down", show=False, id="browser.down", priority=True),
