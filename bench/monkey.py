@@ -149,14 +149,16 @@ def key_event(key: str):
     return events.Key(key, char)
 
 
-async def drive(app, pilot, seed: int, count: int, data_dir: Path) -> Outcome:
+async def drive(
+    app, pilot, seed: int, count: int, data_dir: Path, outcome: Outcome | None = None
+) -> Outcome:
     """Send ``count`` keys from ``seed`` into a running app, in bursts of one to eight
     without waiting between them (a person typing fast, a held arrow key), the app let
     run after each burst; then check it and its files."""
     from textual import events
 
     rng = random.Random(seed)
-    outcome = Outcome(seed)
+    outcome = outcome or Outcome(seed)
     seen: set[tuple[str, str]] = set()
     started = time.monotonic()
     app.animation_level = "none"
@@ -225,11 +227,13 @@ async def one_run(seed: int, keys: int, size: tuple[int, int]) -> Outcome:
             return original(message, title=title, severity=severity, **rest)
 
         app.notify = notify
+        outcome = Outcome(seed)  # shared, so the keys are known if the app raises
         try:
             async with app.run_test(size=size) as pilot:
-                return await drive(app, pilot, seed, keys, Path(tmp) / "data")
-        except Exception:
-            outcome = Outcome(seed, problem="the app raised:\n" + traceback.format_exc(limit=8))
+                return await drive(app, pilot, seed, keys, Path(tmp) / "data", outcome)
+        except Exception as exc:
+            outcome.problem = f"the app raised {type(exc).__name__}: {exc}"
+            print(traceback.format_exc(limit=8), file=sys.stderr)
             return outcome
 
 
