@@ -1,6 +1,6 @@
 """Engine benchmark on the bundled default model (SmolLM2-135M-Instruct, CPU, fp32).
 
-1. Throughput: chat-tui's streamed generation (Engine.chat with a text callback, stop
+1. Throughput: chat-tui's streamed generation (LocalEngine.chat with a text callback, stop
    criterion and incremental decoding) against plain ``model.generate`` on the same
    prompt, greedy, exactly 128 new tokens.
 2. Time to first token for the next turn of a conversation whose history holds about
@@ -71,9 +71,9 @@ def history(engine, target_tokens: int) -> list[dict[str, str]]:
 def main() -> None:
     import torch
 
-    from tui.engine import Engine, GenerationSettings, ModelSpec
+    from tui.engine import GenerationSettings, LocalEngine, ModelSpec
 
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec())
     model, tokenizer = loaded.model, loaded.tokenizer
     greedy = GenerationSettings()

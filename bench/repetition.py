@@ -54,9 +54,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from tui.engine import Engine, GenerationSettings, ModelSpec
+    from tui.engine import GenerationSettings, LocalEngine, ModelSpec
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec())
     messages = [{"role": "user", "content": PROMPT}]
 

@@ -526,9 +526,9 @@ def make_engine(ns: argparse.Namespace, settings):
         from .engine.remote import RemoteEngine
 
         return RemoteEngine(make_endpoint(ns), settings=settings)
-    from .engine import Engine
+    from .engine import LocalEngine
 
-    return Engine(settings=settings, prompt_lookup=ns.prompt_lookup)
+    return LocalEngine(settings=settings, prompt_lookup=ns.prompt_lookup)
 
 
 def read_prompt(ns: argparse.Namespace) -> str:

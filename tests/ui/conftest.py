@@ -2,7 +2,7 @@
 
 ``FakeEngine`` replaces only the model. The store, the widgets, the screens and the app
 are the real ones, and the fake is driven the way the app drives
-:class:`tui.engine.Engine`: ``chat`` runs in the pane's worker thread and streams
+:class:`tui.engine.LocalEngine`: ``chat`` runs in the pane's worker thread and streams
 through ``on_text``, honours ``stop_event`` between chunks, and returns a real
 :class:`~tui.engine.generation.GenerationResult`.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, chat_format, loader
+from tui.engine import LocalEngine, ModelSpec, chat_format, loader
 from tui.engine.chat_format import (
     FALLBACK_NOTICE,
     FALLBACK_STOP_STRINGS,
@@ -19,8 +19,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def base_engine(base_model_dir) -> Engine:
-    engine = Engine()
+def base_engine(base_model_dir) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(base_model_dir)))
     return engine
 
@@ -65,8 +65,8 @@ def test_generation_on_the_fallback_template_stops(base_engine, greedy) -> None:
 
 
 @pytest.fixture(scope="module")
-def bigram_engine(bigram_dir) -> Engine:
-    engine = Engine()
+def bigram_engine(bigram_dir) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(bigram_dir)))
     return engine
 
@@ -97,7 +97,7 @@ def test_fallback_stop_string_is_not_streamed(bigram_engine, greedy) -> None:
 
 
 def test_system_prompt_folds_into_first_user_message(no_system_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(no_system_dir)))
     conversation = [
         {"role": "user", "content": "hi"},
@@ -145,7 +145,7 @@ def test_chat_template_file_overrides_the_model_template(tiny_llama_dir, tmp_pat
         "{% if add_generation_prompt %}[assistant]{% endif %}",
         encoding="utf-8",
     )
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), chat_template_file=str(template)))
     assert loaded.chat_template == template.read_text(encoding="utf-8")
     prompt = engine.build_prompt(HI, system_prompt="Be brief.")
@@ -167,7 +167,7 @@ def test_chat_template_file_replaces_the_fallback_too(base_model_dir, tmp_path) 
 
 def test_missing_chat_template_file_is_a_template_error(tiny_llama_dir, tmp_path) -> None:
     with pytest.raises(TemplateError) as caught:
-        Engine().load(
+        LocalEngine().load(
             ModelSpec(source=str(tiny_llama_dir), chat_template_file=str(tmp_path / "no.jinja"))
         )
     assert "no.jinja" in str(caught.value)

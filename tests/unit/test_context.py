@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import LocalEngine, ModelSpec
 from tui.engine.errors import ContextLengthError
 from tui.engine.generation import TurnInfo
 
@@ -20,14 +20,14 @@ FILLER = (
 
 
 @pytest.fixture(scope="module")
-def short_context_engine(short_context_dir: Path) -> Engine:
-    engine = Engine()
+def short_context_engine(short_context_dir: Path) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(short_context_dir), dtype="fp32"))
     assert engine.loaded.context_limit == 512
     return engine
 
 
-def conversation(engine: Engine, target: int) -> list[dict[str, str]]:
+def conversation(engine: LocalEngine, target: int) -> list[dict[str, str]]:
     """Numbered user/assistant turns whose prompt (with :data:`SYSTEM`) is exactly
     ``target`` tokens."""
     messages: list[dict[str, str]] = []

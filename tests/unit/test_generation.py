@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import LocalEngine, ModelSpec
 from tui.engine.generation import IncrementalDecoder
 
 HELLO = [{"role": "user", "content": "Hello there, how are you today?"}]
@@ -107,7 +107,7 @@ def test_stop_before_the_call(llama_engine, greedy) -> None:
 
 
 def test_a_failure_mid_stream_returns_the_partial_text(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     settings = greedy("max_new_tokens=10", "min_new_tokens=10")
     engine.chat(HELLO, conversation_id="c", settings=settings)
@@ -131,7 +131,7 @@ def test_a_failure_mid_stream_returns_the_partial_text(tiny_llama_dir, greedy) -
     assert again.stats.new_tokens == 10
 
 
-def _converse(engine: Engine, settings, questions=QUESTIONS, cid="c"):
+def _converse(engine: LocalEngine, settings, questions=QUESTIONS, cid="c"):
     messages: list[dict[str, str]] = []
     results = []
     for question in questions:
@@ -146,7 +146,7 @@ def _converse(engine: Engine, settings, questions=QUESTIONS, cid="c"):
 def test_kv_cache_reuse_gives_the_same_replies(request, model, greedy) -> None:
     folder = request.getfixturevalue(model)
     settings = greedy("max_new_tokens=12")
-    reusing, fresh = Engine(), Engine()
+    reusing, fresh = LocalEngine(), LocalEngine()
     fresh.reuse_cache = False
     for engine in (reusing, fresh):
         engine.load(ModelSpec(source=str(folder), dtype="fp32"))
@@ -165,7 +165,7 @@ def test_kv_cache_reuse_gives_the_same_replies(request, model, greedy) -> None:
 
 def test_edited_history_matches_a_full_prefill(tiny_llama_dir, greedy) -> None:
     settings = greedy("max_new_tokens=12")
-    reusing, fresh = Engine(), Engine()
+    reusing, fresh = LocalEngine(), LocalEngine()
     fresh.reuse_cache = False
     for engine in (reusing, fresh):
         engine.load(ModelSpec(source=str(tiny_llama_dir)))
@@ -185,7 +185,7 @@ def test_edited_history_matches_a_full_prefill(tiny_llama_dir, greedy) -> None:
 
 
 def test_forget_drops_a_conversation_cache(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     settings = greedy("max_new_tokens=3")
     engine.chat(HELLO, conversation_id="a", settings=settings)
@@ -250,7 +250,7 @@ def test_prompt_lookup_gives_the_plain_greedy_output(tiny_llama_dir, llama_engin
     settings = greedy("max_new_tokens=12")
     messages = [{"role": "user", "content": "one two three four, one two three four, one two"}]
     plain = llama_engine.chat(messages, settings=settings)
-    engine = Engine(prompt_lookup=3)
+    engine = LocalEngine(prompt_lookup=3)
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     looked_up = engine.chat(messages, settings=settings)
     assert looked_up.text == plain.text
@@ -260,7 +260,7 @@ def test_prompt_lookup_gives_the_plain_greedy_output(tiny_llama_dir, llama_engin
 def test_prompt_lookup_with_kv_reuse_gives_the_plain_greedy_output(tiny_llama_dir, greedy) -> None:
     """Turn 2 of a conversation with --prompt-lookup must answer as without it."""
     settings = greedy("max_new_tokens=12")
-    plain, looking_up = Engine(), Engine(prompt_lookup=3)
+    plain, looking_up = LocalEngine(), LocalEngine(prompt_lookup=3)
     for engine in (plain, looking_up):
         engine.load(ModelSpec(source=str(tiny_llama_dir)))
     expected = _converse(plain, settings, QUESTIONS[:2])
@@ -272,7 +272,7 @@ def test_assistant_model_gives_the_plain_greedy_output(
     tiny_llama_dir, tiny_qwen_dir, llama_engine, greedy
 ) -> None:
     settings = greedy("max_new_tokens=12")
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.load_assistant(ModelSpec(source=str(tiny_qwen_dir)))
     assert engine.assistant is not None
@@ -369,7 +369,7 @@ def own_config_dir(tmp_path_factory, tiny_llama_dir):
 def test_the_model_generation_config_is_the_default(own_config_dir) -> None:
     from tui.engine import GenerationSettings
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(own_config_dir)))
     result = engine.chat(HELLO, settings=GenerationSettings())
     assert result.stats.new_tokens == 5  # the model's own max_new_tokens, not chat-tui's

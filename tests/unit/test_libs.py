@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, loader
+from tui.engine import LocalEngine, ModelSpec, loader
 from tui.engine.errors import EngineError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
 RACE = r"""
 import json, sys, threading
 sys.path.insert(0, sys.argv[3])
-from tui.engine import Engine, GenerationSettings, ModelSpec, loader
+from tui.engine import LocalEngine, GenerationSettings, ModelSpec, loader
 from tui.engine.errors import EngineError
 
 good, broken = sys.argv[1], sys.argv[2]
@@ -71,7 +71,7 @@ for name, spec in (
     ("after-4bit", ModelSpec(source=good, quantization="4bit", device="cpu")),
 ):
     try:
-        engine = Engine()
+        engine = LocalEngine()
         engine.load(spec)
         results[name] = "ok" if engine.chat(
             [{"role": "user", "content": "Hi"}], settings=settings
@@ -130,7 +130,7 @@ def test_failed_loads_leave_the_process_able_to_load(
     def boom(*args, **kwargs):
         raise RuntimeError("the quantizer failed half-way")
 
-    engine = Engine()
+    engine = LocalEngine()
     failures = [
         ModelSpec(source=str(broken_dir)),
         ModelSpec(source=str(broken_dir), quantization="4bit", device="cpu"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, memory
+from tui.engine import LocalEngine, ModelSpec, memory
 
 HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
 
@@ -58,7 +58,7 @@ def test_human_bytes() -> None:
 
 
 def test_cache_bytes_after_a_turn(tiny_llama_dir, config, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
     assert engine.cache_bytes() == 0
     result = engine.chat(
@@ -77,7 +77,7 @@ def test_kv_estimate_of_a_quantized_model_matches_its_cache(
 ) -> None:
     """On CPU a quantized model computes (and caches) in fp32; the estimate the memory
     meter shows per token should say so."""
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
     engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
     per_token = engine.cache_bytes("c") // engine.kv_cache.tokens("c")
@@ -104,7 +104,7 @@ def test_a_quantized_model_does_not_keep_its_checkpoint_mapped(
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc/self/maps")
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
     model = loaded.model
     checkpoint = (tiny_llama_dir / "model.safetensors").resolve()
@@ -121,7 +121,7 @@ def test_a_swap_lets_the_old_model_go(tiny_llama_dir, tiny_qwen_dir, greedy) -> 
     import gc
     import weakref
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), quantization="4bit"))
     engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
     old = weakref.ref(engine.loaded.model)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.helpers import run_cli
-from tui.engine import Engine, GenerationSettings, ModelSpec
+from tui.engine import GenerationSettings, LocalEngine, ModelSpec
 from tui.engine.errors import EngineError
 from tui.engine.provenance import Provenance, differences, weights_fingerprint
 from tui.engine.replay import replay
@@ -243,7 +243,7 @@ def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
     from tui.engine import compare
 
     first = llama_engine.chat(HELLO, settings=sampled("seed=5"))
-    other = Engine()
+    other = LocalEngine()
     other.load(ModelSpec(source=str(tiny_qwen_dir)))
     other.chat(HELLO, conversation_id="kept")
     before = (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import LocalEngine, ModelSpec
 
 REPETITIVE = [
     {
@@ -16,8 +16,8 @@ REPETITIVE = [
 
 
 @pytest.fixture(scope="module")
-def lookup_engine(tiny_llama_dir) -> Engine:
-    engine = Engine(prompt_lookup=3)
+def lookup_engine(tiny_llama_dir) -> LocalEngine:
+    engine = LocalEngine(prompt_lookup=3)
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     return engine
 
@@ -45,7 +45,7 @@ def test_a_prompt_lookup_reply_has_an_acceptance_rate(lookup_engine, llama_engin
 
 
 def test_a_draft_model_reply_has_an_acceptance_rate(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.load_assistant(ModelSpec(source=str(tiny_llama_dir)))  # a perfect draft
     stats = engine.chat(REPETITIVE, settings=greedy("max_new_tokens=16")).stats

@@ -10,9 +10,9 @@ they diverge, a token-level similarity, and (greedy runs) the mean log-probabili
 its tokens under the reference model, against the reference's own.
 
 Memory: before loading a compared model the memory estimate is checked. When both fit,
-the second model loads into its own :class:`~.engine.Engine` beside the reference;
+the second model loads into its own :class:`~.local.LocalEngine` beside the reference;
 when they do not, the reference's weights are set aside while the other runs and
-loaded again afterwards (:meth:`Engine.set_aside`). Either way the reference engine
+loaded again afterwards (:meth:`LocalEngine.set_aside`). Either way the reference engine
 ends as it began: same ``loaded`` object, same draft model and settings, every
 conversation's KV cache kept (the comparison itself never touches them: it runs
 without a conversation id).
@@ -31,9 +31,9 @@ from typing import Any
 
 from ..reasons import StopReason
 from . import loader, memory
-from .engine import Engine
 from .errors import EngineError
 from .generation import GenerationStats
+from .local import LocalEngine
 from .settings import SAMPLING, GenerationSettings
 from .spec import CompareSpec, ModelSpec, parse_compare_spec, precision_tag
 
@@ -178,7 +178,7 @@ def _same_vocabulary(a: Any, b: Any) -> bool:
 
 
 def comparison_settings(
-    engine: Engine,
+    engine: LocalEngine,
     messages: Sequence[dict[str, str]],
     system_prompt: str | None,
     base: GenerationSettings,
@@ -206,7 +206,7 @@ def comparison_settings(
     return GenerationSettings(values), greedy
 
 
-def plan_placement(reference: Engine, spec: ModelSpec, tokens: int) -> tuple[str, str]:
+def plan_placement(reference: LocalEngine, spec: ModelSpec, tokens: int) -> tuple[str, str]:
     """Whether ``spec`` can be loaded beside the reference (``PLACEMENT_TOGETHER``) or
     must run while the reference is set aside (``PLACEMENT_SEQUENTIAL``), with the
     sentence that says why (from the memory estimate, for ``tokens`` of context)."""
@@ -242,7 +242,7 @@ class _Run:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: LocalEngine,
         messages: Sequence[dict[str, str]],
         system_prompt: str | None,
         settings: GenerationSettings,
@@ -274,7 +274,7 @@ class _Run:
 
     def generate(
         self,
-        engine: Engine,
+        engine: LocalEngine,
         index: int,
         label: str,
         placement: str,
@@ -318,7 +318,7 @@ class _Run:
             notices=list(result.notices),
         )
 
-    def _warm_up(self, engine: Engine, speculative: bool) -> None:
+    def _warm_up(self, engine: LocalEngine, speculative: bool) -> None:
         """A two-token reply to a short question before the measured one: the first
         forward passes of a model (or of a dtype's kernels) pay one-time costs that
         would otherwise land on whichever side runs first."""
@@ -339,7 +339,7 @@ class _Run:
         """Load ``spec`` in an engine of its own, answer, unload. (reply, whether its
         tokenizer has the reference's vocabulary)."""
         reference = self.engine
-        other = Engine(settings=reference.settings, prompt_lookup=reference.prompt_lookup)
+        other = LocalEngine(settings=reference.settings, prompt_lookup=reference.prompt_lookup)
         other.reuse_cache = False
         other.assistant = reference.assistant  # the same draft, shared, not loaded twice
         self.report("loading", index, label, f"loading {label}", 0.0)
@@ -362,7 +362,7 @@ class _Run:
 
 
 def compare_turn(
-    engine: Engine,
+    engine: LocalEngine,
     messages: Sequence[dict[str, str]],
     specs: Sequence[str | CompareSpec],
     *,
@@ -380,7 +380,7 @@ def compare_turn(
     compare the replies. Blocking: call it from a worker thread.
 
     ``messages`` are the turn's role/content dicts up to and including the user's
-    message (as for :meth:`Engine.chat`); ``settings`` default to the engine's.
+    message (as for :meth:`LocalEngine.chat`); ``settings`` default to the engine's.
     Greedy unless ``use_turn_settings``. ``placement``: ``"auto"`` (by the memory
     estimate), ``"together"`` or ``"one after the other"``.
 
@@ -394,7 +394,7 @@ def compare_turn(
     Raises :class:`EngineError` (one sentence) before anything runs for a bad spec or
     an engine that cannot compare, and if the reference model cannot be loaded again
     after running one after the other (the engine is then without a model)."""
-    if not isinstance(engine, Engine):
+    if not isinstance(engine, LocalEngine):
         raise EngineError(
             "Comparing runs models on this machine; switch back to a local model first."
         )

@@ -105,12 +105,12 @@ class ModelController:
 
     def _local_engine(self) -> ChatEngine:
         if self.local is None:
-            from .engine import Engine
+            from .local import LocalEngine
             from .settings import GenerationSettings
 
             settings = GenerationSettings()
             settings.update(self.settings_args)  # validated by the caller already
-            self.local = Engine(settings=settings, prompt_lookup=self.prompt_lookup)
+            self.local = LocalEngine(settings=settings, prompt_lookup=self.prompt_lookup)
         return self.local
 
     # -- choosing what to load ----------------------------------------------------------
@@ -253,7 +253,7 @@ class ModelController:
             return None
         with self._lock:
             return compare_turn(
-                engine,  # type: ignore[arg-type]  # a local engine is an Engine
+                engine,  # type: ignore[arg-type]  # a local engine is a LocalEngine
                 messages,
                 specs,
                 system_prompt=system_prompt,

@@ -1,4 +1,4 @@
-"""The engine: one loaded model, swapped atomically, and chat generation on it."""
+"""The local engine: one loaded model, swapped atomically, and chat generation on it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .settings import EffectiveSettings, GenerationSettings
 from .spec import ModelSpec
 
 
-class Engine(ChatEngine):
+class LocalEngine(ChatEngine):
     """Holds the current model. Thread-safe: loads are serialized, and generations take
     turns on the model (a second caller waits, and can still be stopped while waiting).
 
