@@ -6,7 +6,7 @@ The pane gets what it needs passed in (its conversation, the model controller, t
 sessions service) and posts messages up (:class:`ChatPane.TitleChanged`,
 :class:`ChatPane.ReplyFinished`, :class:`ChatPane.SettingsChanged`); it never reaches
 into the app. Generation runs in a thread worker owned by this pane (closing the tab
-cancels it); the thread only posts :mod:`tui.messages`, and every widget change happens
+cancels it); the thread only posts :mod:`tui.worker_messages`, and every widget change happens
 here, on the UI thread. Every reply, stop, edit and command that changes the
 conversation is saved at once through the sessions service.
 """
@@ -28,10 +28,10 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from .. import clipboard, safe_text, slash_commands
-from ..messages import GenerationFinished, GenerationStarted, TokenChunk
 from ..reasons import StopReason
 from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
 from ..store.model import ChatMessage, Conversation
+from ..worker_messages import GenerationFinished, GenerationStarted, TokenChunk
 from .message_view import MessageView
 from .prompt_input import PromptInput
 
