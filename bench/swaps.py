@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=16, help="reply length after each load")
     args = parser.parse_args()
 
-    from tui.engine import GenerationSettings, LocalEngine, ModelSpec, libs
+    from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec, libs
 
     libs.transformers()
     libs.bitsandbytes()  # imported before the baseline, so imports are not counted as growth
@@ -71,7 +71,7 @@ def main() -> int:
         started = time.perf_counter()
         loaded = engine.load(spec)
         seconds = time.perf_counter() - started
-        result = engine.chat(messages, conversation_id="bench", settings=settings)
+        result = engine.chat(ChatRequest(messages, conversation_id="bench", settings=settings))
         assert result.stats.error is None, result.stats.error
         footprint = loaded.footprint_bytes
         del loaded

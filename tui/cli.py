@@ -548,6 +548,7 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     import signal
 
     from .engine import EngineError, GenerationSettings
+    from .engine.protocol import ChatRequest
     from .reasons import StopReason
     from .store import StoreError
 
@@ -606,13 +607,8 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     interrupts = _Interrupts(stop)
     result = None
     try:
-        result = engine.chat(
-            conv.chat_messages(),
-            system_prompt=conv.system_prompt or None,
-            conversation_id=None,
-            stop_event=stop,
-            on_text=write,
-        )
+        request = ChatRequest(conv.chat_messages(), conv.system_prompt or None)
+        result = engine.chat(request, stop_event=stop, on_text=write)
     except KeyboardInterrupt:  # a second Ctrl-C
         stop.set()
         interrupts.received = interrupts.received or int(signal.SIGINT)

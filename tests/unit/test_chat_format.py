@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import LocalEngine, ModelSpec, chat_format, loader
+from tui.engine import ChatRequest, LocalEngine, ModelSpec, chat_format, loader
 from tui.engine.chat_format import (
     FALLBACK_NOTICE,
     FALLBACK_STOP_STRINGS,
@@ -57,7 +57,7 @@ def test_fallback_template_without_chat_template(base_engine) -> None:
 
 
 def test_generation_on_the_fallback_template_stops(base_engine, greedy) -> None:
-    result = base_engine.chat(HI, settings=greedy("max_new_tokens=10"))
+    result = base_engine.chat(ChatRequest(HI, settings=greedy("max_new_tokens=10")))
     assert result.stats.stop_reason in {"eos", "length"}
     assert result.stats.new_tokens > 0
     assert "\nUser:" not in result.text
@@ -74,8 +74,10 @@ def bigram_engine(bigram_dir) -> LocalEngine:
 def test_fallback_stop_string_ends_the_reply(bigram_engine, greedy) -> None:
     """The bigram model answers ' Paris' then writes '\\nUser:'; the reply ends there."""
     result = bigram_engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=greedy("max_new_tokens=20"),
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            settings=greedy("max_new_tokens=20"),
+        )
     )
     assert result.text == " Paris"
     assert result.stats.stop_reason == "eos"
@@ -87,8 +89,10 @@ def test_fallback_stop_string_is_not_streamed(bigram_engine, greedy) -> None:
     '\\nUser:' is not part of the reply, so it must not reach ``on_text`` either."""
     chunks: list[str] = []
     result = bigram_engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=greedy("max_new_tokens=20"),
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            settings=greedy("max_new_tokens=20"),
+        ),
         on_text=chunks.append,
     )
     assert result.text == " Paris"
@@ -118,7 +122,9 @@ def test_system_prompt_folds_into_first_user_message(no_system_dir, greedy) -> N
     assert plain.notices == []
     assert "Be brief." not in plain.text
 
-    result = engine.chat(HI, system_prompt="Be brief.", settings=greedy("max_new_tokens=2"))
+    result = engine.chat(
+        ChatRequest(HI, system_prompt="Be brief.", settings=greedy("max_new_tokens=2"))
+    )
     assert FOLDED_SYSTEM_NOTICE in result.notices
     assert result.stats.new_tokens > 0
 
@@ -151,7 +157,7 @@ def test_chat_template_file_overrides_the_model_template(tiny_llama_dir, tmp_pat
     prompt = engine.build_prompt(HI, system_prompt="Be brief.")
     assert prompt.text == "[system] Be brief.\n[user] hi\n[assistant]"
     assert prompt.notices == []
-    result = engine.chat(HI, settings=greedy("max_new_tokens=2"))
+    result = engine.chat(ChatRequest(HI, settings=greedy("max_new_tokens=2")))
     assert result.stats.prompt_tokens == len(engine.build_prompt(HI).ids)
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tui import __version__
+from tui.engine import ChatRequest
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,10 @@ def test_prompt_from_stdin(run_cli, tiny_llama_dir, llama_engine, greedy) -> Non
     )
     assert done.returncode == 0, done.stderr
     expected = llama_engine.chat(
-        [{"role": "user", "content": question}],
-        settings=greedy("max_new_tokens=6", "min_new_tokens=6"),
+        ChatRequest(
+            [{"role": "user", "content": question}],
+            settings=greedy("max_new_tokens=6", "min_new_tokens=6"),
+        )
     )
     assert done.stdout == expected.text + "\n"
     assert f"{expected.stats.prompt_tokens} prompt tokens" in done.stderr

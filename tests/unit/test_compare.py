@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tests.store.helpers import run_cli
-from tui.engine import GenerationSettings, LocalEngine, ModelSpec
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 from tui.engine import compare as compare_module
 from tui.engine.compare import (
     PLACEMENT_SAME,
@@ -33,7 +33,7 @@ def engine(tiny_llama_dir) -> LocalEngine:
     engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.settings.update(["max_new_tokens=10"])
-    engine.chat(HISTORY, conversation_id="kept")
+    engine.chat(ChatRequest(HISTORY, conversation_id="kept"))
     return engine
 
 
@@ -43,9 +43,9 @@ def kept_state(engine: LocalEngine) -> tuple[object, int, int]:
 
 def next_turn(engine: LocalEngine) -> tuple[str, int]:
     """The kept conversation's next turn (which reuses its KV cache)."""
-    first = engine.chat(HISTORY, conversation_id="probe-free")  # same reply, no cache
+    first = engine.chat(ChatRequest(HISTORY, conversation_id="probe-free"))  # same reply, no cache
     messages = [*HISTORY, {"role": "assistant", "content": first.text}, *QUESTION]
-    reply = engine.chat(messages, conversation_id="kept")
+    reply = engine.chat(ChatRequest(messages, conversation_id="kept"))
     engine.forget("probe-free")
     return reply.text, reply.stats.reused_tokens
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.engine import GenerationSettings, LocalEngine, ModelSpec, default_model
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec, default_model
 
 
 def test_default_model_knows_the_capital_of_france(default_model_dir) -> None:
@@ -15,8 +15,9 @@ def test_default_model_knows_the_capital_of_france(default_model_dir) -> None:
     settings.update(["do_sample=false", "max_new_tokens=30"])
     chunks: list[str] = []
     result = engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=settings,
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}], settings=settings
+        ),
         on_text=chunks.append,
     )
     assert "Paris" in result.text

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import evil_marker
 from tests.store.helpers import run_cli
-from tui.engine import ModelSpec
+from tui.engine import ChatRequest, ModelSpec
 from tui.engine.errors import EngineError
 from tui.engine.replay import replay
 from tui.engine.spec import parse_compare_spec
@@ -171,7 +171,7 @@ def test_hostile_attention_and_template_file_are_refused_and_the_replay_goes_on(
 
     settings = GenerationSettings()
     settings.update(["do_sample=false", "max_new_tokens=6"])
-    first = llama_engine.chat(HELLO, settings=settings)
+    first = llama_engine.chat(ChatRequest(HELLO, settings=settings))
     snapshot = first.stats.provenance.to_dict()
     snapshot["spec"]["attn_implementation"] = "kernels-community/vllm-flash-attn3"
     snapshot["spec"]["chat_template_file"] = "/etc/shadow"

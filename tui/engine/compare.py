@@ -26,7 +26,7 @@ import difflib
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..reasons import StopReason
@@ -34,6 +34,7 @@ from . import loader, memory
 from .errors import EngineError
 from .generation import GenerationStats
 from .local import LocalEngine
+from .protocol import ChatRequest
 from .settings import SAMPLING, GenerationSettings
 from .spec import CompareSpec, ModelSpec, parse_compare_spec, precision_tag
 
@@ -243,9 +244,7 @@ class _Run:
     def __init__(
         self,
         engine: LocalEngine,
-        messages: Sequence[dict[str, str]],
-        system_prompt: str | None,
-        settings: GenerationSettings,
+        request: ChatRequest,
         event: threading.Event,
         on_progress: OnProgress | None,
         on_text: OnReplyText | None,
@@ -253,9 +252,7 @@ class _Run:
     ) -> None:
         self.warm_up = warm_up
         self.engine = engine
-        self.messages = list(messages)
-        self.system_prompt = system_prompt
-        self.settings = settings
+        self.request = request  # the turn every side answers, without a conversation id
         self.event = event
         self.on_progress = on_progress
         self.on_text = on_text
@@ -292,13 +289,9 @@ class _Run:
 
         with memory.PeakSampler(str(loaded.device)) as sampler:
             result = engine.chat(
-                self.messages,
-                system_prompt=self.system_prompt,
-                conversation_id=None,  # never the conversation's KV cache
-                settings=self.settings,
+                replace(self.request, speculative=speculative),
                 stop_event=self.event,
                 on_text=on_text,
-                speculative=speculative,
             )
         growth = sampler.growth_bytes
         weights = loaded.footprint_bytes
@@ -325,10 +318,10 @@ class _Run:
         warm = GenerationSettings({"max_new_tokens": 2, "min_new_tokens": 2, "do_sample": False})
         try:
             engine.chat(
-                [{"role": "user", "content": "Hi"}],
-                settings=warm,
+                ChatRequest(
+                    [{"role": "user", "content": "Hi"}], settings=warm, speculative=speculative
+                ),
                 stop_event=self.event,
-                speculative=speculative,
             )
         except EngineError:
             pass
@@ -424,7 +417,9 @@ def compare_turn(
             return Comparison([], True, base, stopped=True)
         reference = engine.require_model()
         turn, greedy = comparison_settings(engine, messages, system_prompt, base, use_turn_settings)
-        run = _Run(engine, messages, system_prompt, turn, event, on_progress, on_text, warm_up)
+        # never the conversation's KV cache: no conversation id
+        request = ChatRequest(messages, system_prompt, settings=turn)
+        run = _Run(engine, request, event, on_progress, on_text, warm_up)
         prompt, _info = engine.prepare_turn(messages, system_prompt, turn)
         notes = [
             f"Every reply is greedy (do_sample=false, max_new_tokens="
@@ -497,7 +492,7 @@ def _compare_one(
             return _failed(index, label, target, placement, exc)
         where = placement
         if where == "auto":
-            tokens = len(prompt_ids) + int(run.settings.values.get("max_new_tokens") or 0)
+            tokens = len(prompt_ids) + int(run.request.settings.values.get("max_new_tokens") or 0)
             where, why = plan_placement(engine, target, tokens)
             if where == PLACEMENT_SEQUENTIAL:
                 comparison.notes.append(why)

@@ -24,6 +24,7 @@ from .errors import EngineError
 from .generation import GenerationResult
 from .local import LocalEngine
 from .progress import Progress
+from .protocol import ChatRequest
 from .provenance import Provenance, differences
 from .spec import ModelSpec
 from .trust import from_file, same_model
@@ -224,15 +225,13 @@ class _Replay:
             wanted = saved.speculative.get("prompt_lookup")
             engine.prompt_lookup = wanted if isinstance(wanted, int) else None
             try:
-                result = engine.chat(
+                request = ChatRequest(
                     self.messages,
-                    system_prompt=self.system_prompt,
-                    conversation_id=None,
+                    self.system_prompt,
                     settings=saved.generation_settings(),
-                    stop_event=self.event,
-                    on_text=self.on_text,
                     speculative=bool(saved.speculative),
                 )
+                result = engine.chat(request, stop_event=self.event, on_text=self.on_text)
             finally:
                 engine.prompt_lookup = previous
             return result, engine.require_model().tokenizer

@@ -28,6 +28,8 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from .. import clipboard, safe_text, slash_commands
+from ..engine.protocol import ChatRequest
+from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
 from ..store.model import ChatMessage, Conversation
@@ -421,15 +423,14 @@ class ChatPane(Vertical):
         self.messages_view.scroll_end(animate=False)
         # the buffer is read by interrupt_and_save for text decoded but not yet drawn
         self._buffer = _ChunkBuffer(lambda text: self.post_message(TokenChunk(text)))
-        self._generate(
-            self._buffer,
+        request = ChatRequest(
             conv.chat_messages(),
             conv.system_prompt or None,
-            dict(conv.settings),
-            conv.id,
-            self.stop_event,
-            continue_last,
+            conversation_id=conv.id,
+            settings=GenerationSettings(dict(conv.settings)),
+            continue_final=continue_last,
         )
+        self._generate(self._buffer, request, self.stop_event)
 
     def _view_for(self, message: ChatMessage) -> MessageView | None:
         for view in self.query(MessageView):
@@ -438,30 +439,16 @@ class ChatPane(Vertical):
         return None
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(
-        self,
-        buffer: _ChunkBuffer,
-        messages: list[dict[str, str]],
-        system_prompt: str | None,
-        settings: dict[str, Any],
-        conversation_id: str,
-        stop: threading.Event,
-        continue_last: bool,
-    ) -> None:
+    def _generate(self, buffer: _ChunkBuffer, request: ChatRequest, stop: threading.Event) -> None:
         from ..engine.errors import EngineError
         from ..engine.generation import GenerationResult, GenerationStats
-        from ..engine.settings import GenerationSettings
 
         try:
             result = self.controller.chat(
-                messages,
-                system_prompt=system_prompt,
-                conversation_id=conversation_id,
-                settings=GenerationSettings(dict(settings)),
+                request,
                 stop_event=stop,
                 on_text=buffer.add,
                 on_start=lambda info: self.post_message(GenerationStarted(info)),
-                continue_final=continue_last,
             )
         except EngineError as exc:  # before the first token: a sentence, nothing lost
             result = GenerationResult(
@@ -471,7 +458,7 @@ class ChatPane(Vertical):
             buffer.flush()
         if result is None:  # stopped while waiting for a model
             result = GenerationResult("", GenerationStats(stop_reason=StopReason.STOPPED))
-        self.post_message(GenerationFinished(result, continue_last))
+        self.post_message(GenerationFinished(result, request.continue_final))
 
     def on_generation_started(self, message: GenerationStarted) -> None:
         message.stop()
@@ -760,7 +747,6 @@ class ChatPane(Vertical):
 
     def action_set_generation(self, assignments: str = "") -> None:
         from ..engine.errors import EngineError
-        from ..engine.settings import GenerationSettings
 
         settings = GenerationSettings(dict(self.conversation.settings))
         try:
@@ -793,7 +779,6 @@ class ChatPane(Vertical):
         """From the side panel: ``name=value`` sets, ``name=`` unsets. ``False`` (and a
         notice) if a value is refused; then nothing changed."""
         from ..engine.errors import EngineError
-        from ..engine.settings import GenerationSettings
 
         settings = GenerationSettings(dict(self.conversation.settings))
         try:
@@ -912,7 +897,6 @@ class ChatPane(Vertical):
     def _start_compare(self, reply: ChatMessage, text: str) -> None:
         from ..engine.errors import EngineError
         from ..engine.provenance import Provenance
-        from ..engine.settings import GenerationSettings
         from ..engine.spec import parse_compare_spec, precision_tag
         from ..screens.comparison import ComparisonScreen
 
