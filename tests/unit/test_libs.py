@@ -74,7 +74,7 @@ for name, spec in (
         engine = LocalEngine()
         engine.load(spec)
         results[name] = "ok" if engine.chat(
-            [{"role": "user", "content": "Hi"}], settings=settings
+            ChatRequest([{"role": "user", "content": "Hi"}], settings=settings)
         ).stats.new_tokens == 3 else "no tokens"
     except BaseException as exc:
         results[name] = f"{type(exc).__name__}: {exc}"
