@@ -180,7 +180,8 @@ def test_the_start_model_is_decided_in_one_place() -> None:
     """Command line > the user's [model] > the last model loaded > the bundled one; an
     option given on the command line always wins (``--dtype fp32`` over a remembered
     4-bit model means an unquantized fp32 model)."""
-    from tui.cli import build_parser, choose_spec, spec_overrides
+    from tui.cli.model_choice import choose_spec, spec_overrides
+    from tui.cli.parser import build_parser
 
     def given(*argv: str) -> dict:
         return spec_overrides(build_parser().parse_intermixed_args(list(argv)), None)

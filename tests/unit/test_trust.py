@@ -202,7 +202,7 @@ def test_a_hub_id_in_a_file_is_not_downloaded(
 
 
 def test_trust_in_config_or_state_is_not_taken(tmp_path: Path) -> None:
-    from tui.cli import choose_spec
+    from tui.cli.model_choice import choose_spec
 
     configured = {"source": "./mine", "trust_remote_code": True, "chat_template_file": "t.jinja"}
     spec = choose_spec({}, configured)
