@@ -48,11 +48,11 @@ def mean(values: list[float | None]) -> float | None:
 
 
 def main() -> None:
-    from tui.engine import Engine, GenerationSettings, ModelSpec
+    from tui.engine import GenerationSettings, LocalEngine, ModelSpec
     from tui.engine.compare import compare_turn
     from tui.engine.memory import human_bytes
 
-    engine = Engine()
+    engine = LocalEngine()
     started = time.perf_counter()
     loaded = engine.load(ModelSpec(dtype="fp32"))
     settings = GenerationSettings()

@@ -1,6 +1,6 @@
 """Engine benchmark on the bundled default model (SmolLM2-135M-Instruct, CPU, fp32).
 
-1. Throughput: chat-tui's streamed generation (Engine.chat with a text callback, stop
+1. Throughput: chat-tui's streamed generation (LocalEngine.chat with a text callback, stop
    criterion and incremental decoding) against plain ``model.generate`` on the same
    prompt, greedy, exactly 128 new tokens.
 2. Time to first token for the next turn of a conversation whose history holds about
@@ -71,9 +71,9 @@ def history(engine, target_tokens: int) -> list[dict[str, str]]:
 def main() -> None:
     import torch
 
-    from tui.engine import Engine, GenerationSettings, ModelSpec
+    from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec())
     model, tokenizer = loaded.model, loaded.tokenizer
     greedy = GenerationSettings()
@@ -104,7 +104,7 @@ def main() -> None:
     def streamed() -> float:
         chunks.clear()
         start = time.perf_counter()
-        result = engine.chat(messages, settings=greedy, on_text=chunks.append)
+        result = engine.chat(ChatRequest(messages, settings=greedy), on_text=chunks.append)
         elapsed = time.perf_counter() - start
         assert result.stats.new_tokens == NEW_TOKENS and "".join(chunks) == result.text
         return NEW_TOKENS / elapsed
@@ -130,16 +130,18 @@ def main() -> None:
                 engine.reuse_cache = reuse
                 # the turn before: its reply is what the KV cache holds afterwards
                 first = engine.chat(
-                    base + [{"role": "user", "content": "Go on."}],
-                    conversation_id=key,
-                    settings=short,
+                    ChatRequest(
+                        base + [{"role": "user", "content": "Go on."}],
+                        conversation_id=key,
+                        settings=short,
+                    )
                 )
                 convo = base + [
                     {"role": "user", "content": "Go on."},
                     {"role": "assistant", "content": first.text},
                     question,
                 ]
-                result = engine.chat(convo, conversation_id=key, settings=short)
+                result = engine.chat(ChatRequest(convo, conversation_id=key, settings=short))
                 runs.append(result.stats.time_to_first_token)
                 sizes[target] = result.stats.prompt_tokens
                 if reuse:

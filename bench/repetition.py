@@ -54,9 +54,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from tui.engine import Engine, GenerationSettings, ModelSpec
+    from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec())
     messages = [{"role": "user", "content": PROMPT}]
 
@@ -91,7 +91,7 @@ def main() -> int:
             if seed is not None:
                 run.set(f"seed={seed}")
             started = time.perf_counter()
-            result = engine.chat(messages, settings=run)
+            result = engine.chat(ChatRequest(messages, settings=run))
             elapsed = time.perf_counter() - started
             gram, count = most_repeated(result.text)
             worst[name] = max(worst.get(name, 0), count)

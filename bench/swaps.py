@@ -1,7 +1,7 @@
 """Memory across precision swaps: does swapping the model leak?
 
 One process loads the bundled model (SmolLM2-135M-Instruct) in fp32, then swaps it ten
-times through ``Engine.load`` (fp32 -> bf16 -> 8-bit -> 4-bit -> fp32 ...), writing a
+times through ``LocalEngine.load`` (fp32 -> bf16 -> 8-bit -> 4-bit -> fp32 ...), writing a
 short reply after each load as a user would. After each step it prints the process RSS
 and the model's own footprint; the baseline is the first fp32 load in the same run. A
 leak shows as RSS growing from one visit of a precision to the next, and in the ratio
@@ -41,11 +41,11 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=16, help="reply length after each load")
     args = parser.parse_args()
 
-    from tui.engine import Engine, GenerationSettings, ModelSpec, libs
+    from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec, libs
 
     libs.transformers()
     libs.bitsandbytes()  # imported before the baseline, so imports are not counted as growth
-    engine = Engine()
+    engine = LocalEngine()
     settings = GenerationSettings()
     settings.update(
         ["do_sample=false", f"max_new_tokens={args.tokens}", f"min_new_tokens={args.tokens}"]
@@ -71,7 +71,7 @@ def main() -> int:
         started = time.perf_counter()
         loaded = engine.load(spec)
         seconds = time.perf_counter() - started
-        result = engine.chat(messages, conversation_id="bench", settings=settings)
+        result = engine.chat(ChatRequest(messages, conversation_id="bench", settings=settings))
         assert result.stats.error is None, result.stats.error
         footprint = loaded.footprint_bytes
         del loaded

@@ -5,7 +5,7 @@ top, so nothing reads ``HF_HUB_OFFLINE`` before :func:`test_env` has set it.
 
 Every tiny model is saved with ``save_pretrained`` (weights and the bundled model's
 real tokenizer files) and loaded through the same path users take:
-``Engine.load(ModelSpec(source=folder))``.
+``LocalEngine.load(ModelSpec(source=folder))``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support import run_cli
-from tui.engine import Engine, GenerationSettings, ModelSpec
+from tui.engine import GenerationSettings, LocalEngine, ModelSpec
 
 SYSTEM_REJECTING_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}"
@@ -267,16 +267,16 @@ def short_context_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llama_engine(tiny_llama_dir: Path) -> Engine:
+def llama_engine(tiny_llama_dir: Path) -> LocalEngine:
     """A shared engine on the tiny llama; tests using it must not change its settings."""
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
     return engine
 
 
 @pytest.fixture(scope="session")
-def qwen_engine(tiny_qwen_dir: Path) -> Engine:
-    engine = Engine()
+def qwen_engine(tiny_qwen_dir: Path) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_qwen_dir), dtype="fp32"))
     return engine
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import CliRun, run_cli
+from tui.engine import ChatRequest
 from tui.engine.remote import Endpoint, RemoteEngine, list_models, request_body, stream_chat
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
@@ -36,7 +37,7 @@ def test_streams_a_reply_with_stats(serve) -> None:
     engine.load(ModelSpec(source=serve["model"]))
     chunks: list[str] = []
     result = engine.chat(
-        [{"role": "user", "content": "hi"}], settings=greedy(), on_text=chunks.append
+        ChatRequest([{"role": "user", "content": "hi"}], settings=greedy()), on_text=chunks.append
     )
     assert result.stats.error is None, result.stats.error
     assert len(chunks) > 1 and "".join(chunks) == result.text
@@ -56,8 +57,7 @@ def test_stop_closes_the_stream(serve) -> None:
             stop.set()
 
     result = engine.chat(
-        [{"role": "user", "content": "hi"}],
-        settings=greedy(2000),
+        ChatRequest([{"role": "user", "content": "hi"}], settings=greedy(2000)),
         stop_event=stop,
         on_text=on_text,
     )
@@ -68,14 +68,16 @@ def test_stop_closes_the_stream(serve) -> None:
 def test_multi_turn_sends_the_history(serve) -> None:
     engine = RemoteEngine(Endpoint(serve["url"]))
     engine.load(ModelSpec(source=serve["model"]))
-    first = engine.chat([{"role": "user", "content": "My name is Ada."}], settings=greedy(4))
+    first = engine.chat(
+        ChatRequest([{"role": "user", "content": "My name is Ada."}], settings=greedy(4))
+    )
     history = [
         {"role": "user", "content": "My name is Ada."},
         {"role": "assistant", "content": first.text},
         {"role": "user", "content": "What is my name?"},
     ]
-    second = engine.chat(history, settings=greedy(4))
-    alone = engine.chat(history[-1:], settings=greedy(4))
+    second = engine.chat(ChatRequest(history, settings=greedy(4)))
+    alone = engine.chat(ChatRequest(history[-1:], settings=greedy(4)))
     assert second.stats.prompt_tokens > alone.stats.prompt_tokens > 0
 
 

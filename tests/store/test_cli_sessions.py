@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import CliRun, run_cli
-from tui.engine import Engine, ModelSpec
+from tui.engine import LocalEngine, ModelSpec
 from tui.store import SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_session_continues_with_earlier_turns_in_context(
     assert transcript[0].content == "My name is Ada."
     assert transcript[1].content == first.stdout.rstrip("\n")
     # the second reply was generated from the whole history, not the last question alone
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     history = [m.as_chat() for m in transcript[:3]]
     assert transcript[3].prompt_tokens == engine.count_tokens(history)

@@ -2,7 +2,7 @@
 
 ``FakeEngine`` replaces only the model. The store, the widgets, the screens and the app
 are the real ones, and the fake is driven the way the app drives
-:class:`tui.engine.Engine`: ``chat`` runs in the pane's worker thread and streams
+:class:`tui.engine.LocalEngine`: ``chat`` runs in the pane's worker thread and streams
 through ``on_text``, honours ``stop_event`` between chunks, and returns a real
 :class:`~tui.engine.generation.GenerationResult`.
 
@@ -31,7 +31,7 @@ from textual.pilot import Pilot
 from tui.app import ChatApp
 from tui.engine.errors import EngineError
 from tui.engine.generation import GenerationResult, GenerationStats, TurnInfo
-from tui.engine.protocol import Capabilities, ChatEngine
+from tui.engine.protocol import Capabilities, ChatEngine, ChatRequest
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
 from tui.reasons import StopReason
@@ -149,17 +149,15 @@ class FakeEngine(ChatEngine):
 
     def chat(
         self,
-        messages: Sequence[dict[str, str]],
+        request: ChatRequest,
         *,
-        system_prompt: str | None = None,
-        conversation_id: str | None = None,
-        settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
-        on_start: Callable[[], None] | None = None,
-        continue_final: bool = False,
+        on_start: Callable[[TurnInfo], None] | None = None,
     ) -> GenerationResult:
         stop = stop_event or threading.Event()
+        messages, system_prompt = request.messages, request.system_prompt
+        conversation_id, settings = request.conversation_id, request.settings
         with self._lock:
             self.calls.append(
                 ChatCall(
@@ -167,7 +165,7 @@ class FakeEngine(ChatEngine):
                     system_prompt,
                     conversation_id,
                     dict(settings.values) if settings is not None else None,
-                    continue_final,
+                    request.continue_final,
                 )
             )
             chunks = self.replies.pop(0) if self.replies else self.script(messages)

@@ -69,7 +69,7 @@ async def test_escape_stops_the_stream_and_keeps_the_partial_reply(make_app, eng
         await ui.paste(pilot, "count to four")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "the first two chunks")
-        await ui.wait_until(pilot, lambda: pane.partial.startswith("One"), "text on screen")
+        await ui.wait_until(pilot, lambda: pane.stream.partial.startswith("One"), "text on screen")
         assert pane.generating
         await pilot.press("escape")
         await ui.settle(pilot)
@@ -371,8 +371,8 @@ async def test_sigterm_while_streaming_saves_the_partial_reply_as_interrupted(
         await ui.paste(pilot, "tell me everything")
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: engine.held == 1, "two chunks")
-        await ui.wait_until(pilot, lambda: pane.partial != "", "text on screen")
-        shown = pane.partial
+        await ui.wait_until(pilot, lambda: pane.stream.partial != "", "text on screen")
+        shown = pane.stream.partial
         conv_id = pane.conversation.id
         app.save_and_exit(signal.SIGTERM)
         await pilot.pause()

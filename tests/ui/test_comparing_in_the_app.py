@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine.engine import Engine
+from tui.engine.local import LocalEngine
 from tui.engine.spec import ModelSpec
 from tui.screens.comparison import ComparisonScreen
 from tui.widgets.message_view import MessageView
@@ -26,7 +26,7 @@ def real_app(tiny_llama_dir: Path, make_app):
 
 async def _first_reply(app, pilot, ui, settings: str = "do_sample=false max_new_tokens=12"):
     await ui.wait_until(pilot, app.controller.ready.is_set, "the model to load", timeout=120)
-    assert isinstance(app.controller.engine, Engine)
+    assert isinstance(app.controller.engine, LocalEngine)
     await ui.send(pilot, f"/set {settings}")
     await ui.send(pilot, "Name three colours.")
     pane = app.main_screen.active_pane

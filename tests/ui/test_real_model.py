@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui.engine.engine import Engine
+from tui.engine.local import LocalEngine
 from tui.engine.spec import ModelSpec
 from tui.widgets.message_view import MessageView
 
 
 async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs, ui) -> None:
-    app = make_app(  # no fake: the app builds its own Engine and loads the folder
+    app = make_app(  # no fake: the app builds its own LocalEngine and loads the folder
         spec=ModelSpec(source=str(tiny_llama_dir), dtype="fp32"),
         engine=None,
         load_on_start=True,
@@ -19,10 +19,10 @@ async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs,
         await ui.wait_until(pilot, app.controller.ready.is_set, "the model to load", timeout=120)
         await ui.wait_until(
             pilot,
-            lambda: isinstance(app.controller.engine, Engine),
-            "isinstance(app.controller.engine, Engine)",
+            lambda: isinstance(app.controller.engine, LocalEngine),
+            "isinstance(app.controller.engine, LocalEngine)",
         )
-        assert isinstance(app.controller.engine, Engine)
+        assert isinstance(app.controller.engine, LocalEngine)
         assert app.controller.engine.loaded.spec.source == str(tiny_llama_dir)
         # the bar hides once the UI thread has handled the load's end
         await ui.wait_until(

@@ -255,7 +255,7 @@ async def _export_to(pilot, ui, folder) -> None:
 
 
 async def test_session_browser_exports_with_ctrl_e(make_app, dirs, ui, tmp_path):
-    bananas, _apples = saved_conversations(dirs)
+    _bananas, _apples = saved_conversations(dirs)
     folder = tmp_path / "my exports"
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, chat_format, loader
+from tui.engine import ChatRequest, LocalEngine, ModelSpec, chat_format, loader
 from tui.engine.chat_format import (
     FALLBACK_NOTICE,
     FALLBACK_STOP_STRINGS,
@@ -19,8 +19,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def base_engine(base_model_dir) -> Engine:
-    engine = Engine()
+def base_engine(base_model_dir) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(base_model_dir)))
     return engine
 
@@ -57,7 +57,7 @@ def test_fallback_template_without_chat_template(base_engine) -> None:
 
 
 def test_generation_on_the_fallback_template_stops(base_engine, greedy) -> None:
-    result = base_engine.chat(HI, settings=greedy("max_new_tokens=10"))
+    result = base_engine.chat(ChatRequest(HI, settings=greedy("max_new_tokens=10")))
     assert result.stats.stop_reason in {"eos", "length"}
     assert result.stats.new_tokens > 0
     assert "\nUser:" not in result.text
@@ -65,8 +65,8 @@ def test_generation_on_the_fallback_template_stops(base_engine, greedy) -> None:
 
 
 @pytest.fixture(scope="module")
-def bigram_engine(bigram_dir) -> Engine:
-    engine = Engine()
+def bigram_engine(bigram_dir) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(bigram_dir)))
     return engine
 
@@ -74,8 +74,10 @@ def bigram_engine(bigram_dir) -> Engine:
 def test_fallback_stop_string_ends_the_reply(bigram_engine, greedy) -> None:
     """The bigram model answers ' Paris' then writes '\\nUser:'; the reply ends there."""
     result = bigram_engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=greedy("max_new_tokens=20"),
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            settings=greedy("max_new_tokens=20"),
+        )
     )
     assert result.text == " Paris"
     assert result.stats.stop_reason == "eos"
@@ -87,8 +89,10 @@ def test_fallback_stop_string_is_not_streamed(bigram_engine, greedy) -> None:
     '\\nUser:' is not part of the reply, so it must not reach ``on_text`` either."""
     chunks: list[str] = []
     result = bigram_engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=greedy("max_new_tokens=20"),
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            settings=greedy("max_new_tokens=20"),
+        ),
         on_text=chunks.append,
     )
     assert result.text == " Paris"
@@ -97,7 +101,7 @@ def test_fallback_stop_string_is_not_streamed(bigram_engine, greedy) -> None:
 
 
 def test_system_prompt_folds_into_first_user_message(no_system_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(no_system_dir)))
     conversation = [
         {"role": "user", "content": "hi"},
@@ -118,7 +122,9 @@ def test_system_prompt_folds_into_first_user_message(no_system_dir, greedy) -> N
     assert plain.notices == []
     assert "Be brief." not in plain.text
 
-    result = engine.chat(HI, system_prompt="Be brief.", settings=greedy("max_new_tokens=2"))
+    result = engine.chat(
+        ChatRequest(HI, system_prompt="Be brief.", settings=greedy("max_new_tokens=2"))
+    )
     assert FOLDED_SYSTEM_NOTICE in result.notices
     assert result.stats.new_tokens > 0
 
@@ -145,13 +151,13 @@ def test_chat_template_file_overrides_the_model_template(tiny_llama_dir, tmp_pat
         "{% if add_generation_prompt %}[assistant]{% endif %}",
         encoding="utf-8",
     )
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), chat_template_file=str(template)))
     assert loaded.chat_template == template.read_text(encoding="utf-8")
     prompt = engine.build_prompt(HI, system_prompt="Be brief.")
     assert prompt.text == "[system] Be brief.\n[user] hi\n[assistant]"
     assert prompt.notices == []
-    result = engine.chat(HI, settings=greedy("max_new_tokens=2"))
+    result = engine.chat(ChatRequest(HI, settings=greedy("max_new_tokens=2")))
     assert result.stats.prompt_tokens == len(engine.build_prompt(HI).ids)
 
 
@@ -167,7 +173,7 @@ def test_chat_template_file_replaces_the_fallback_too(base_model_dir, tmp_path) 
 
 def test_missing_chat_template_file_is_a_template_error(tiny_llama_dir, tmp_path) -> None:
     with pytest.raises(TemplateError) as caught:
-        Engine().load(
+        LocalEngine().load(
             ModelSpec(source=str(tiny_llama_dir), chat_template_file=str(tmp_path / "no.jinja"))
         )
     assert "no.jinja" in str(caught.value)

@@ -6,6 +6,7 @@ import pytest
 
 from tests.support import CliRun
 from tui import __version__
+from tui.engine import ChatRequest
 
 
 @pytest.fixture
@@ -68,8 +69,10 @@ def test_prompt_from_stdin(run_cli, tiny_llama_dir, llama_engine, greedy) -> Non
     )
     assert done.returncode == 0, done.stderr
     expected = llama_engine.chat(
-        [{"role": "user", "content": question}],
-        settings=greedy("max_new_tokens=6", "min_new_tokens=6"),
+        ChatRequest(
+            [{"role": "user", "content": question}],
+            settings=greedy("max_new_tokens=6", "min_new_tokens=6"),
+        )
     )
     assert done.stdout == expected.text + "\n"
     assert f"{expected.stats.prompt_tokens} prompt tokens" in done.stderr
@@ -165,7 +168,8 @@ def test_the_start_model_is_decided_in_one_place() -> None:
     """Command line > the user's [model] > the last model loaded > the bundled one; an
     option given on the command line always wins (``--dtype fp32`` over a remembered
     4-bit model means an unquantized fp32 model)."""
-    from tui.cli import build_parser, choose_spec, spec_overrides
+    from tui.cli.model_choice import choose_spec, spec_overrides
+    from tui.cli.parser import build_parser
 
     def given(*argv: str) -> dict:
         return spec_overrides(build_parser().parse_intermixed_args(list(argv)), None)

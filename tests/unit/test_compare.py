@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tests.store.helpers import run_cli
-from tui.engine import Engine, GenerationSettings, ModelSpec
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 from tui.engine import compare as compare_module
 from tui.engine.compare import (
     PLACEMENT_SAME,
@@ -28,24 +28,24 @@ HISTORY = [{"role": "user", "content": "Hello there, how are you today?"}]
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_llama_dir) -> Engine:
+def engine(tiny_llama_dir) -> LocalEngine:
     """A reference engine with a conversation in its KV cache."""
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.settings.update(["max_new_tokens=10"])
-    engine.chat(HISTORY, conversation_id="kept")
+    engine.chat(ChatRequest(HISTORY, conversation_id="kept"))
     return engine
 
 
-def kept_state(engine: Engine) -> tuple[object, int, int]:
+def kept_state(engine: LocalEngine) -> tuple[object, int, int]:
     return engine.loaded, engine.kv_cache.tokens("kept"), engine.cache_bytes("kept")
 
 
-def next_turn(engine: Engine) -> tuple[str, int]:
+def next_turn(engine: LocalEngine) -> tuple[str, int]:
     """The kept conversation's next turn (which reuses its KV cache)."""
-    first = engine.chat(HISTORY, conversation_id="probe-free")  # same reply, no cache
+    first = engine.chat(ChatRequest(HISTORY, conversation_id="probe-free"))  # same reply, no cache
     messages = [*HISTORY, {"role": "assistant", "content": first.text}, *QUESTION]
-    reply = engine.chat(messages, conversation_id="kept")
+    reply = engine.chat(ChatRequest(messages, conversation_id="kept"))
     engine.forget("probe-free")
     return reply.text, reply.stats.reused_tokens
 
@@ -168,7 +168,7 @@ def test_the_same_spec_agrees_completely(engine) -> None:
 
 
 def test_same_no_draft_measures_speculation(tiny_llama_dir) -> None:
-    looking_up = Engine(prompt_lookup=3)
+    looking_up = LocalEngine(prompt_lookup=3)
     looking_up.load(ModelSpec(source=str(tiny_llama_dir)))
     looking_up.settings.update(["max_new_tokens=16"])
     repetitive = [{"role": "user", "content": "one two three four, one two three four, one two"}]
@@ -181,7 +181,7 @@ def test_same_no_draft_measures_speculation(tiny_llama_dir) -> None:
     assert "accepted" in header and "tok/fwd" in header
     assert looking_up.prompt_lookup == 3
 
-    plain_engine = Engine()
+    plain_engine = LocalEngine()
     plain_engine.load(ModelSpec(source=str(tiny_llama_dir)))
     with pytest.raises(EngineError, match="runs without it"):
         compare_turn(plain_engine, repetitive, ["@same-no-draft"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import ChatRequest, LocalEngine, ModelSpec
 from tui.engine.errors import ContextLengthError
 from tui.engine.generation import TurnInfo
 
@@ -20,14 +20,14 @@ FILLER = (
 
 
 @pytest.fixture(scope="module")
-def short_context_engine(short_context_dir: Path) -> Engine:
-    engine = Engine()
+def short_context_engine(short_context_dir: Path) -> LocalEngine:
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(short_context_dir), dtype="fp32"))
     assert engine.loaded.context_limit == 512
     return engine
 
 
-def conversation(engine: Engine, target: int) -> list[dict[str, str]]:
+def conversation(engine: LocalEngine, target: int) -> list[dict[str, str]]:
     """Numbered user/assistant turns whose prompt (with :data:`SYSTEM`) is exactly
     ``target`` tokens."""
     messages: list[dict[str, str]] = []
@@ -55,9 +55,9 @@ def test_an_887_token_conversation_on_a_512_token_model(short_context_engine, gr
     messages = conversation(engine, 887)
     events: list[object] = []
     result = engine.chat(
-        messages,
-        system_prompt=SYSTEM,
-        settings=greedy("max_new_tokens=8", "min_new_tokens=8"),
+        ChatRequest(
+            messages, system_prompt=SYSTEM, settings=greedy("max_new_tokens=8", "min_new_tokens=8")
+        ),
         on_start=events.append,
         on_text=lambda chunk: events.append("text"),
     )
@@ -99,7 +99,9 @@ def test_an_887_token_conversation_on_a_512_token_model(short_context_engine, gr
 def test_a_conversation_that_fits_drops_nothing(llama_engine, greedy) -> None:
     messages = [{"role": "user", "content": "Hello."}] * 1
     seen: list[TurnInfo] = []
-    result = llama_engine.chat(messages, settings=greedy("max_new_tokens=3"), on_start=seen.append)
+    result = llama_engine.chat(
+        ChatRequest(messages, settings=greedy("max_new_tokens=3")), on_start=seen.append
+    )
     assert seen[0].dropped_messages == 0
     assert seen[0].notices == []
     assert seen[0].context_limit == 2048
@@ -133,13 +135,17 @@ def test_a_last_message_longer_than_the_context_is_refused(short_context_engine,
     ]
     started: list[TurnInfo] = []
     with pytest.raises(ContextLengthError) as caught:
-        engine.chat(huge, system_prompt=SYSTEM, settings=greedy(), on_start=started.append)
+        engine.chat(
+            ChatRequest(huge, system_prompt=SYSTEM, settings=greedy()), on_start=started.append
+        )
     message = str(caught.value)
     assert "\n" not in message
     assert "512" in message and "shorten" in message
     assert started == []  # refused before the turn started
     # the engine is still usable
-    assert engine.chat(huge[:1], settings=greedy("max_new_tokens=2")).stats.new_tokens > 0
+    assert (
+        engine.chat(ChatRequest(huge[:1], settings=greedy("max_new_tokens=2"))).stats.new_tokens > 0
+    )
 
 
 def test_continuing_a_reply_keeps_it_and_its_question(short_context_engine, greedy) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tui.engine import Engine, GenerationSettings, ModelSpec, default_model
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec, default_model
 
 
 def test_default_model_knows_the_capital_of_france(default_model_dir) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec())
     assert loaded.source.folder == default_model_dir
     assert loaded.spec.display_name == "SmolLM2-135M-Instruct (bundled)"
@@ -15,8 +15,9 @@ def test_default_model_knows_the_capital_of_france(default_model_dir) -> None:
     settings.update(["do_sample=false", "max_new_tokens=30"])
     chunks: list[str] = []
     result = engine.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        settings=settings,
+        ChatRequest(
+            [{"role": "user", "content": "What is the capital of France?"}], settings=settings
+        ),
         on_text=chunks.append,
     )
     assert "Paris" in result.text
@@ -45,7 +46,7 @@ def test_the_bundled_model_ships_its_model_card_sampling_settings(default_model_
     assert saved["eos_token_id"] == 2  # the token ids the conversion wrote are kept
     assert "_from_model_config" not in saved
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec())
     effective = engine.effective_settings(GenerationSettings())
     assert effective.values["do_sample"] is True

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import ChatRequest, LocalEngine, ModelSpec
 from tui.engine.generation import IncrementalDecoder
 
 HELLO = [{"role": "user", "content": "Hello there, how are you today?"}]
@@ -22,7 +22,8 @@ def test_streamed_chunks_make_up_the_reply(request, engine_fixture, greedy) -> N
     engine = request.getfixturevalue(engine_fixture)
     chunks: list[str] = []
     result = engine.chat(
-        HELLO, settings=greedy("max_new_tokens=8", "min_new_tokens=8"), on_text=chunks.append
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=8", "min_new_tokens=8")),
+        on_text=chunks.append,
     )
     assert len(chunks) > 1
     assert all(chunks)
@@ -31,7 +32,7 @@ def test_streamed_chunks_make_up_the_reply(request, engine_fixture, greedy) -> N
 
 
 def test_stats(llama_engine, greedy) -> None:
-    result = llama_engine.chat(HELLO, settings=greedy("max_new_tokens=6"))
+    result = llama_engine.chat(ChatRequest(HELLO, settings=greedy("max_new_tokens=6")))
     stats = result.stats
     assert stats.prompt_tokens == len(llama_engine.build_prompt(HELLO).ids)
     assert stats.new_tokens > 0
@@ -43,7 +44,9 @@ def test_stats(llama_engine, greedy) -> None:
 
 
 def test_max_new_tokens_gives_stop_reason_length(llama_engine, greedy) -> None:
-    result = llama_engine.chat(HELLO, settings=greedy("max_new_tokens=5", "min_new_tokens=5"))
+    result = llama_engine.chat(
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=5", "min_new_tokens=5"))
+    )
     assert result.stats.stop_reason == "length"
     assert result.stats.new_tokens == 5
     assert result.stats.tokens_per_second is not None and result.stats.tokens_per_second > 0
@@ -51,13 +54,13 @@ def test_max_new_tokens_gives_stop_reason_length(llama_engine, greedy) -> None:
 
 def test_greedy_is_deterministic_and_sampling_follows_the_seed(llama_engine, greedy) -> None:
     settings = greedy("max_new_tokens=6", "min_new_tokens=6")
-    assert llama_engine.chat(HELLO, settings=settings).text == (
-        llama_engine.chat(HELLO, settings=settings).text
+    assert llama_engine.chat(ChatRequest(HELLO, settings=settings)).text == (
+        llama_engine.chat(ChatRequest(HELLO, settings=settings)).text
     )
     sampled = greedy("max_new_tokens=6", "min_new_tokens=6")
     sampled.update(["do_sample=true", "temperature=1.5", "seed=7"])
-    first = llama_engine.chat(HELLO, settings=sampled)
-    second = llama_engine.chat(HELLO, settings=sampled)
+    first = llama_engine.chat(ChatRequest(HELLO, settings=sampled))
+    second = llama_engine.chat(ChatRequest(HELLO, settings=sampled))
     assert first.text == second.text
     assert first.stats.new_tokens == 6
 
@@ -65,9 +68,11 @@ def test_greedy_is_deterministic_and_sampling_follows_the_seed(llama_engine, gre
 def test_beam_search_delivers_the_reply(llama_engine, greedy) -> None:
     chunks: list[str] = []
     result = llama_engine.chat(
-        HELLO,
-        conversation_id="beams",
-        settings=greedy("num_beams=2", "max_new_tokens=4", "min_new_tokens=4"),
+        ChatRequest(
+            HELLO,
+            conversation_id="beams",
+            settings=greedy("num_beams=2", "max_new_tokens=4", "min_new_tokens=4"),
+        ),
         on_text=chunks.append,
     )
     assert result.stats.new_tokens == 4
@@ -85,8 +90,7 @@ def test_stop_mid_stream_keeps_the_text(llama_engine, greedy) -> None:
             stop.set()
 
     result = llama_engine.chat(
-        HELLO,
-        settings=greedy("max_new_tokens=40", "min_new_tokens=40"),
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=40", "min_new_tokens=40")),
         stop_event=stop,
         on_text=on_text,
     )
@@ -100,17 +104,18 @@ def test_stop_before_the_call(llama_engine, greedy) -> None:
     stop = threading.Event()
     stop.set()
     result = llama_engine.chat(
-        HELLO, settings=greedy("max_new_tokens=40", "min_new_tokens=40"), stop_event=stop
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=40", "min_new_tokens=40")),
+        stop_event=stop,
     )
     assert result.stats.stop_reason == "stopped"
     assert result.stats.new_tokens <= 1
 
 
 def test_a_failure_mid_stream_returns_the_partial_text(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     settings = greedy("max_new_tokens=10", "min_new_tokens=10")
-    engine.chat(HELLO, conversation_id="c", settings=settings)
+    engine.chat(ChatRequest(HELLO, conversation_id="c", settings=settings))
     assert engine.kv_cache.tokens("c") > 0
     chunks: list[str] = []
 
@@ -119,24 +124,26 @@ def test_a_failure_mid_stream_returns_the_partial_text(tiny_llama_dir, greedy) -
         if len(chunks) == 2:
             raise RuntimeError("the screen went away")
 
-    result = engine.chat(HELLO, conversation_id="c", settings=settings, on_text=on_text)
+    result = engine.chat(
+        ChatRequest(HELLO, conversation_id="c", settings=settings), on_text=on_text
+    )
     assert result.stats.stop_reason == "error"
     assert "RuntimeError" in result.stats.error
     assert "the screen went away" in result.stats.error
     assert result.text.startswith("".join(chunks))
     assert engine.kv_cache.tokens("c") == 0  # a cache in an unknown state is dropped
 
-    again = engine.chat(HELLO, conversation_id="c", settings=settings)
+    again = engine.chat(ChatRequest(HELLO, conversation_id="c", settings=settings))
     assert again.stats.error is None
     assert again.stats.new_tokens == 10
 
 
-def _converse(engine: Engine, settings, questions=QUESTIONS, cid="c"):
+def _converse(engine: LocalEngine, settings, questions=QUESTIONS, cid="c"):
     messages: list[dict[str, str]] = []
     results = []
     for question in questions:
         messages.append({"role": "user", "content": question})
-        result = engine.chat(messages, conversation_id=cid, settings=settings)
+        result = engine.chat(ChatRequest(messages, conversation_id=cid, settings=settings))
         results.append(result)
         messages.append({"role": "assistant", "content": result.text})
     return results
@@ -146,7 +153,7 @@ def _converse(engine: Engine, settings, questions=QUESTIONS, cid="c"):
 def test_kv_cache_reuse_gives_the_same_replies(request, model, greedy) -> None:
     folder = request.getfixturevalue(model)
     settings = greedy("max_new_tokens=12")
-    reusing, fresh = Engine(), Engine()
+    reusing, fresh = LocalEngine(), LocalEngine()
     fresh.reuse_cache = False
     for engine in (reusing, fresh):
         engine.load(ModelSpec(source=str(folder), dtype="fp32"))
@@ -165,7 +172,7 @@ def test_kv_cache_reuse_gives_the_same_replies(request, model, greedy) -> None:
 
 def test_edited_history_matches_a_full_prefill(tiny_llama_dir, greedy) -> None:
     settings = greedy("max_new_tokens=12")
-    reusing, fresh = Engine(), Engine()
+    reusing, fresh = LocalEngine(), LocalEngine()
     fresh.reuse_cache = False
     for engine in (reusing, fresh):
         engine.load(ModelSpec(source=str(tiny_llama_dir)))
@@ -176,8 +183,8 @@ def test_edited_history_matches_a_full_prefill(tiny_llama_dir, greedy) -> None:
         {"role": "assistant", "content": first.text},
         {"role": "user", "content": QUESTIONS[1]},
     ]
-    after_edit = reusing.chat(edited, conversation_id="c", settings=settings)
-    full = fresh.chat(edited, conversation_id="c", settings=settings)
+    after_edit = reusing.chat(ChatRequest(edited, conversation_id="c", settings=settings))
+    full = fresh.chat(ChatRequest(edited, conversation_id="c", settings=settings))
 
     assert after_edit.text == full.text
     assert 0 < after_edit.stats.reused_tokens < second.stats.reused_tokens
@@ -185,17 +192,17 @@ def test_edited_history_matches_a_full_prefill(tiny_llama_dir, greedy) -> None:
 
 
 def test_forget_drops_a_conversation_cache(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     settings = greedy("max_new_tokens=3")
-    engine.chat(HELLO, conversation_id="a", settings=settings)
-    engine.chat(HELLO, conversation_id="b", settings=settings)
+    engine.chat(ChatRequest(HELLO, conversation_id="a", settings=settings))
+    engine.chat(ChatRequest(HELLO, conversation_id="b", settings=settings))
     both = engine.cache_bytes()
     assert both == engine.cache_bytes("a") + engine.cache_bytes("b") > 0
     engine.forget("a")
     assert engine.cache_bytes("a") == 0
     assert engine.cache_bytes() == engine.cache_bytes("b") > 0
-    again = engine.chat(HELLO, conversation_id="a", settings=settings)
+    again = engine.chat(ChatRequest(HELLO, conversation_id="a", settings=settings))
     assert again.stats.reused_tokens == 0
 
 
@@ -249,10 +256,10 @@ def test_incremental_decoder_on_any_text(tokenizer, text: str) -> None:
 def test_prompt_lookup_gives_the_plain_greedy_output(tiny_llama_dir, llama_engine, greedy) -> None:
     settings = greedy("max_new_tokens=12")
     messages = [{"role": "user", "content": "one two three four, one two three four, one two"}]
-    plain = llama_engine.chat(messages, settings=settings)
-    engine = Engine(prompt_lookup=3)
+    plain = llama_engine.chat(ChatRequest(messages, settings=settings))
+    engine = LocalEngine(prompt_lookup=3)
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
-    looked_up = engine.chat(messages, settings=settings)
+    looked_up = engine.chat(ChatRequest(messages, settings=settings))
     assert looked_up.text == plain.text
     assert looked_up.stats.new_tokens == plain.stats.new_tokens
 
@@ -260,7 +267,7 @@ def test_prompt_lookup_gives_the_plain_greedy_output(tiny_llama_dir, llama_engin
 def test_prompt_lookup_with_kv_reuse_gives_the_plain_greedy_output(tiny_llama_dir, greedy) -> None:
     """Turn 2 of a conversation with --prompt-lookup must answer as without it."""
     settings = greedy("max_new_tokens=12")
-    plain, looking_up = Engine(), Engine(prompt_lookup=3)
+    plain, looking_up = LocalEngine(), LocalEngine(prompt_lookup=3)
     for engine in (plain, looking_up):
         engine.load(ModelSpec(source=str(tiny_llama_dir)))
     expected = _converse(plain, settings, QUESTIONS[:2])
@@ -272,7 +279,7 @@ def test_assistant_model_gives_the_plain_greedy_output(
     tiny_llama_dir, tiny_qwen_dir, llama_engine, greedy
 ) -> None:
     settings = greedy("max_new_tokens=12")
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.load_assistant(ModelSpec(source=str(tiny_qwen_dir)))
     assert engine.assistant is not None
@@ -290,7 +297,9 @@ def test_two_threads_take_turns(llama_engine, greedy) -> None:
         "a": [{"role": "user", "content": "First question, please."}],
         "b": [{"role": "user", "content": "A different second question."}],
     }
-    expected = {k: llama_engine.chat(m, settings=settings).text for k, m in prompts.items()}
+    expected = {
+        k: llama_engine.chat(ChatRequest(m, settings=settings)).text for k, m in prompts.items()
+    }
     assert expected["a"] != expected["b"]
 
     events: list[str] = []
@@ -304,7 +313,8 @@ def test_two_threads_take_turns(llama_engine, greedy) -> None:
 
     def run(key: str, on_text) -> None:
         results[key] = llama_engine.chat(
-            prompts[key], conversation_id=f"thread-{key}", settings=settings, on_text=on_text
+            ChatRequest(prompts[key], conversation_id=f"thread-{key}", settings=settings),
+            on_text=on_text,
         )
 
     thread_a = threading.Thread(target=run, args=("a", on_text_a))
@@ -333,7 +343,7 @@ def test_a_waiting_caller_can_be_stopped(llama_engine, greedy) -> None:
 
     holder = threading.Thread(
         target=lambda: results.setdefault(
-            "a", llama_engine.chat(HELLO, settings=settings, on_text=hold)
+            "a", llama_engine.chat(ChatRequest(HELLO, settings=settings), on_text=hold)
         )
     )
     holder.start()
@@ -341,7 +351,7 @@ def test_a_waiting_caller_can_be_stopped(llama_engine, greedy) -> None:
         assert streaming.wait(timeout=60)
         stop = threading.Event()
         stop.set()
-        waiting = llama_engine.chat(HELLO, settings=settings, stop_event=stop)
+        waiting = llama_engine.chat(ChatRequest(HELLO, settings=settings), stop_event=stop)
         assert waiting.stats.stop_reason == "stopped"
         assert waiting.text == ""
         assert waiting.stats.new_tokens == 0
@@ -369,9 +379,9 @@ def own_config_dir(tmp_path_factory, tiny_llama_dir):
 def test_the_model_generation_config_is_the_default(own_config_dir) -> None:
     from tui.engine import GenerationSettings
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(own_config_dir)))
-    result = engine.chat(HELLO, settings=GenerationSettings())
+    result = engine.chat(ChatRequest(HELLO, settings=GenerationSettings()))
     assert result.stats.new_tokens == 5  # the model's own max_new_tokens, not chat-tui's
     assert result.stats.stop_reason == "length"
     effective = engine.effective_settings(GenerationSettings())
@@ -380,4 +390,4 @@ def test_the_model_generation_config_is_the_default(own_config_dir) -> None:
 
     user = GenerationSettings()
     user.update(["max_new_tokens=7", "min_new_tokens=7"])
-    assert engine.chat(HELLO, settings=user).stats.new_tokens == 7  # the user's wins
+    assert engine.chat(ChatRequest(HELLO, settings=user)).stats.new_tokens == 7  # the user's wins

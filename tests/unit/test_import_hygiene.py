@@ -13,7 +13,7 @@ HEAVY = ("textual", "torch", "transformers")
 def test_engine_and_cli_import_no_ui_and_no_model_libraries() -> None:
     code = (
         "import json, sys\n"
-        "import tui.engine, tui.engine.engine, tui.engine.loader, tui.engine.generation\n"
+        "import tui.engine, tui.engine.local, tui.engine.loader, tui.engine.generation\n"
         "import tui.engine.protocol, tui.engine.controller, tui.engine.remote\n"
         "import tui.engine.libs, tui.engine.devices, tui.engine.settings\n"
         "import tui.engine.compare, tui.engine.replay, tui.engine.provenance\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, loader
+from tui.engine import ChatRequest, LocalEngine, ModelSpec, loader
 from tui.engine.errors import EngineError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
 RACE = r"""
 import json, sys, threading
 sys.path.insert(0, sys.argv[3])
-from tui.engine import Engine, GenerationSettings, ModelSpec, loader
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec, loader
 from tui.engine.errors import EngineError
 
 good, broken = sys.argv[1], sys.argv[2]
@@ -71,10 +71,10 @@ for name, spec in (
     ("after-4bit", ModelSpec(source=good, quantization="4bit", device="cpu")),
 ):
     try:
-        engine = Engine()
+        engine = LocalEngine()
         engine.load(spec)
         results[name] = "ok" if engine.chat(
-            [{"role": "user", "content": "Hi"}], settings=settings
+            ChatRequest([{"role": "user", "content": "Hi"}], settings=settings)
         ).stats.new_tokens == 3 else "no tokens"
     except BaseException as exc:
         results[name] = f"{type(exc).__name__}: {exc}"
@@ -130,7 +130,7 @@ def test_failed_loads_leave_the_process_able_to_load(
     def boom(*args, **kwargs):
         raise RuntimeError("the quantizer failed half-way")
 
-    engine = Engine()
+    engine = LocalEngine()
     failures = [
         ModelSpec(source=str(broken_dir)),
         ModelSpec(source=str(broken_dir), quantization="4bit", device="cpu"),
@@ -149,10 +149,10 @@ def test_failed_loads_leave_the_process_able_to_load(
 
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization="4bit", device="cpu"))
     assert loaded.spec.quantization == "4bit"
-    assert engine.chat(HELLO, settings=settings).stats.new_tokens == 3
+    assert engine.chat(ChatRequest(HELLO, settings=settings)).stats.new_tokens == 3
     other = engine.load(ModelSpec(source=str(tiny_qwen_dir), dtype="fp32"))
     assert other.model.dtype == torch.float32
-    assert engine.chat(HELLO, settings=settings).stats.new_tokens == 3
+    assert engine.chat(ChatRequest(HELLO, settings=settings)).stats.new_tokens == 3
 
 
 def test_libs_import_once_and_fast_path_needs_no_lock() -> None:

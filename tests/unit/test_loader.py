@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, loader
+from tui.engine import ChatRequest, LocalEngine, ModelSpec, loader
 from tui.engine.errors import (
     DeviceUnavailableError,
     EngineError,
@@ -40,13 +40,15 @@ def fp32_footprint(tiny_llama_dir: Path) -> int:
 def test_load_in_each_dtype_and_generate(tiny_llama_dir, greedy, dtype, torch_dtype) -> None:
     import torch
 
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), dtype=dtype))
     assert loaded.model.dtype == getattr(torch, torch_dtype)
     assert loaded.dtype == dtype
     assert loaded.device == "cpu"
     assert loaded.context_limit == 2048
-    result = engine.chat(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    result = engine.chat(
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    )
     assert result.stats.new_tokens == 3
     assert result.stats.error is None
 
@@ -69,7 +71,7 @@ def test_load_quantized_on_cpu_and_generate(
 ) -> None:
     import bitsandbytes as bnb
 
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), device="cpu", **changes))
     quantized = [m for m in loaded.model.modules() if isinstance(m, getattr(bnb.nn, module_name))]
     # 2 layers x (q, k, v, o, gate, up, down); the tied LM head stays in full precision
@@ -78,7 +80,9 @@ def test_load_quantized_on_cpu_and_generate(
         assert {m.weight.quant_type for m in quantized} == {changes["bnb_4bit_quant_type"]}
     assert loaded.footprint_bytes < fp32_footprint
     assert loaded.estimate.weight_bytes < fp32_footprint
-    result = engine.chat(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    result = engine.chat(
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    )
     assert result.stats.new_tokens == 3
     assert result.stats.error is None
     assert result.text
@@ -189,10 +193,10 @@ def test_out_of_memory_is_refused_before_reading_weights(tmp_path, tiny_llama_di
 
 
 def test_failed_load_keeps_the_previous_model(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     first = engine.load(ModelSpec(source=str(tiny_llama_dir)))
     settings = greedy("max_new_tokens=4", "min_new_tokens=4")
-    before = engine.chat(HELLO, settings=settings)
+    before = engine.chat(ChatRequest(HELLO, settings=settings))
     for bad in (
         ModelSpec(source="./does-not-exist"),
         ModelSpec(source=str(tiny_llama_dir), device="cuda"),
@@ -202,13 +206,13 @@ def test_failed_load_keeps_the_previous_model(tiny_llama_dir, greedy) -> None:
             engine.load(bad)
         assert engine.loaded is first
         assert first.model is not None
-    after = engine.chat(HELLO, settings=settings)
+    after = engine.chat(ChatRequest(HELLO, settings=settings))
     assert after.text == before.text
     assert after.stats.new_tokens == 4
 
 
 def test_a_new_load_replaces_and_unloads_the_old_model(tiny_llama_dir, tiny_qwen_dir) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     first = engine.load(ModelSpec(source=str(tiny_llama_dir)))
     second = engine.load(ModelSpec(source=str(tiny_qwen_dir)))
     assert engine.loaded is second

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec, memory
+from tui.engine import ChatRequest, LocalEngine, ModelSpec, memory
 
 HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
 
@@ -58,11 +58,13 @@ def test_human_bytes() -> None:
 
 
 def test_cache_bytes_after_a_turn(tiny_llama_dir, config, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
     assert engine.cache_bytes() == 0
     result = engine.chat(
-        HELLO, conversation_id="c", settings=greedy("max_new_tokens=5", "min_new_tokens=5")
+        ChatRequest(
+            HELLO, conversation_id="c", settings=greedy("max_new_tokens=5", "min_new_tokens=5")
+        )
     )
     cached = engine.kv_cache.tokens("c")
     # the last generated token has not been through the model yet
@@ -77,9 +79,9 @@ def test_kv_estimate_of_a_quantized_model_matches_its_cache(
 ) -> None:
     """On CPU a quantized model computes (and caches) in fp32; the estimate the memory
     meter shows per token should say so."""
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
-    engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
+    engine.chat(ChatRequest(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3")))
     per_token = engine.cache_bytes("c") // engine.kv_cache.tokens("c")
     assert loaded.estimate.kv_bytes_per_token == per_token
 
@@ -104,7 +106,7 @@ def test_a_quantized_model_does_not_keep_its_checkpoint_mapped(
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc/self/maps")
-    engine = Engine()
+    engine = LocalEngine()
     loaded = engine.load(ModelSpec(source=str(tiny_llama_dir), quantization=quantization))
     model = loaded.model
     checkpoint = (tiny_llama_dir / "model.safetensors").resolve()
@@ -113,7 +115,9 @@ def test_a_quantized_model_does_not_keep_its_checkpoint_mapped(
     pointers = [t.untyped_storage().data_ptr() for t in tensors]
     assert not [p for p in pointers if any(a <= p < b for a, b in ranges)]
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
-    result = engine.chat(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    result = engine.chat(
+        ChatRequest(HELLO, settings=greedy("max_new_tokens=3", "min_new_tokens=3"))
+    )
     assert result.stats.new_tokens == 3
 
 
@@ -121,9 +125,9 @@ def test_a_swap_lets_the_old_model_go(tiny_llama_dir, tiny_qwen_dir, greedy) -> 
     import gc
     import weakref
 
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), quantization="4bit"))
-    engine.chat(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3"))
+    engine.chat(ChatRequest(HELLO, conversation_id="c", settings=greedy("max_new_tokens=3")))
     old = weakref.ref(engine.loaded.model)
     engine.load(ModelSpec(source=str(tiny_qwen_dir)))
     gc.collect()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.helpers import run_cli
-from tui.engine import Engine, GenerationSettings, ModelSpec
+from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 from tui.engine.errors import EngineError
 from tui.engine.provenance import Provenance, differences, weights_fingerprint
 from tui.engine.replay import replay
@@ -28,7 +28,7 @@ def sampled(*assignments: str) -> GenerationSettings:
 
 
 def test_every_reply_carries_a_snapshot(llama_engine, greedy, tiny_llama_dir) -> None:
-    result = llama_engine.chat(HELLO, settings=greedy("max_new_tokens=6"))
+    result = llama_engine.chat(ChatRequest(HELLO, settings=greedy("max_new_tokens=6")))
     snap = result.stats.provenance
     assert snap is not None
     assert snap.spec["source"] == str(tiny_llama_dir)
@@ -49,14 +49,17 @@ def test_every_reply_carries_a_snapshot(llama_engine, greedy, tiny_llama_dir) ->
 
 
 def test_a_sampled_reply_without_a_seed_keeps_the_one_it_drew(llama_engine) -> None:
-    first = llama_engine.chat(HELLO, settings=sampled())
+    first = llama_engine.chat(ChatRequest(HELLO, settings=sampled()))
     snap = first.stats.provenance
     assert snap.seed is not None and snap.seed_drawn
     assert 0 <= snap.seed < 2**32
-    again = llama_engine.chat(HELLO, settings=snap.generation_settings())
+    again = llama_engine.chat(ChatRequest(HELLO, settings=snap.generation_settings()))
     assert again.text == first.text
     assert again.stats.provenance.seed == snap.seed and not again.stats.provenance.seed_drawn
-    seeds = {llama_engine.chat(HELLO, settings=sampled()).stats.provenance.seed for _ in range(3)}
+    seeds = {
+        llama_engine.chat(ChatRequest(HELLO, settings=sampled())).stats.provenance.seed
+        for _ in range(3)
+    }
     assert len(seeds) == 3  # drawn afresh each turn: sampling stays random
 
 
@@ -109,7 +112,7 @@ def test_provenance_from_any_table_keeps_only_good_values() -> None:
 
 
 def test_replay_in_the_engine(llama_engine) -> None:
-    first = llama_engine.chat(HELLO, settings=sampled())
+    first = llama_engine.chat(ChatRequest(HELLO, settings=sampled()))
     snapshot = first.stats.provenance.to_dict()
     same = replay(HELLO, first.text, snapshot, engine=llama_engine)
     assert same.identical and same.describe() == "identical"
@@ -141,7 +144,7 @@ def test_replay_in_the_engine(llama_engine) -> None:
 def test_replay_loads_the_snapshot_model_when_another_is_loaded(
     llama_engine, qwen_engine, tiny_llama_dir
 ) -> None:
-    first = llama_engine.chat(HELLO, settings=sampled("seed=3"))
+    first = llama_engine.chat(ChatRequest(HELLO, settings=sampled("seed=3")))
     report = replay(HELLO, first.text, first.stats.provenance.to_dict(), engine=qwen_engine)
     assert report.identical
     assert qwen_engine.loaded.spec.source != str(tiny_llama_dir)  # untouched
@@ -242,10 +245,10 @@ def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
 ) -> None:
     from tui.engine import compare
 
-    first = llama_engine.chat(HELLO, settings=sampled("seed=5"))
-    other = Engine()
+    first = llama_engine.chat(ChatRequest(HELLO, settings=sampled("seed=5")))
+    other = LocalEngine()
     other.load(ModelSpec(source=str(tiny_qwen_dir)))
-    other.chat(HELLO, conversation_id="kept")
+    other.chat(ChatRequest(HELLO, conversation_id="kept"))
     before = (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept"))
     monkeypatch.setattr(
         compare,
@@ -255,4 +258,4 @@ def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
     report = replay(HELLO, first.text, first.stats.provenance.to_dict(), engine=other)
     assert report.identical and report.notes == ["They do not both fit."]
     assert (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept")) == before
-    assert other.chat(HELLO, conversation_id="kept").stats.reused_tokens > 0
+    assert other.chat(ChatRequest(HELLO, conversation_id="kept")).stats.reused_tokens > 0

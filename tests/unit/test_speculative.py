@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.engine import Engine, ModelSpec
+from tui.engine import ChatRequest, LocalEngine, ModelSpec
 
 REPETITIVE = [
     {
@@ -16,15 +16,15 @@ REPETITIVE = [
 
 
 @pytest.fixture(scope="module")
-def lookup_engine(tiny_llama_dir) -> Engine:
-    engine = Engine(prompt_lookup=3)
+def lookup_engine(tiny_llama_dir) -> LocalEngine:
+    engine = LocalEngine(prompt_lookup=3)
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     return engine
 
 
 def test_a_prompt_lookup_reply_has_an_acceptance_rate(lookup_engine, llama_engine, greedy) -> None:
     settings = greedy("max_new_tokens=24")
-    result = lookup_engine.chat(REPETITIVE, settings=settings)
+    result = lookup_engine.chat(ChatRequest(REPETITIVE, settings=settings))
     stats = result.stats
     assert stats.speculative
     assert stats.draft_proposed is not None and stats.draft_proposed > 0
@@ -41,14 +41,14 @@ def test_a_prompt_lookup_reply_has_an_acceptance_rate(lookup_engine, llama_engin
     assert fields["tokens_per_forward"] == stats.tokens_per_forward
     assert fields["provenance"]["speculative"] == {"prompt_lookup": 3}
     # measured, and still the plain greedy reply
-    assert result.text == llama_engine.chat(REPETITIVE, settings=settings).text
+    assert result.text == llama_engine.chat(ChatRequest(REPETITIVE, settings=settings)).text
 
 
 def test_a_draft_model_reply_has_an_acceptance_rate(tiny_llama_dir, greedy) -> None:
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir)))
     engine.load_assistant(ModelSpec(source=str(tiny_llama_dir)))  # a perfect draft
-    stats = engine.chat(REPETITIVE, settings=greedy("max_new_tokens=16")).stats
+    stats = engine.chat(ChatRequest(REPETITIVE, settings=greedy("max_new_tokens=16"))).stats
     assert stats.draft_proposed and stats.draft_proposed > 0
     assert stats.acceptance_rate == 1.0  # the draft is the target: every token accepted
     assert stats.tokens_per_forward > 1.0
@@ -57,7 +57,7 @@ def test_a_draft_model_reply_has_an_acceptance_rate(tiny_llama_dir, greedy) -> N
 
 def test_speculation_can_be_turned_off_for_one_turn(lookup_engine, greedy) -> None:
     stats = lookup_engine.chat(
-        REPETITIVE, settings=greedy("max_new_tokens=8"), speculative=False
+        ChatRequest(REPETITIVE, settings=greedy("max_new_tokens=8"), speculative=False)
     ).stats
     assert not stats.speculative and stats.acceptance_rate is None
     assert "draft" not in stats.describe()
@@ -66,7 +66,7 @@ def test_speculation_can_be_turned_off_for_one_turn(lookup_engine, greedy) -> No
 
 
 def test_a_plain_reply_takes_one_forward_pass_per_token(llama_engine, greedy) -> None:
-    stats = llama_engine.chat(REPETITIVE, settings=greedy("max_new_tokens=7")).stats
+    stats = llama_engine.chat(ChatRequest(REPETITIVE, settings=greedy("max_new_tokens=7"))).stats
     assert stats.draft_proposed is None and stats.acceptance_rate is None
     assert stats.target_forwards == stats.new_tokens
     assert stats.tokens_per_forward == 1.0

@@ -104,7 +104,7 @@ def test_no_import_circles_among_tui_modules() -> None:
 
 def test_the_cli_imports_the_app_and_never_the_reverse() -> None:
     edges = graph()
-    assert "tui.cli" not in edges["tui.app"]
+    assert "tui.app" in edges["tui.cli.launch"]
     reachable, todo = set(), ["tui.app"]
     while todo:
         node = todo.pop()
@@ -112,7 +112,7 @@ def test_the_cli_imports_the_app_and_never_the_reverse() -> None:
             if nxt not in reachable:
                 reachable.add(nxt)
                 todo.append(nxt)
-    assert "tui.cli" not in reachable
+    assert not [m for m in reachable if m == "tui.cli" or m.startswith("tui.cli.")]
 
 
 def test_widgets_do_not_import_the_app() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import evil_marker
 from tests.store.helpers import run_cli
-from tui.engine import ModelSpec
+from tui.engine import ChatRequest, ModelSpec
 from tui.engine.errors import EngineError
 from tui.engine.replay import replay
 from tui.engine.spec import parse_compare_spec
@@ -173,7 +173,7 @@ def test_hostile_attention_and_template_file_are_refused_and_the_replay_goes_on(
 
     settings = GenerationSettings()
     settings.update(["do_sample=false", "max_new_tokens=6"])
-    first = llama_engine.chat(HELLO, settings=settings)
+    first = llama_engine.chat(ChatRequest(HELLO, settings=settings))
     snapshot = first.stats.provenance.to_dict()
     snapshot["spec"]["attn_implementation"] = "kernels-community/vllm-flash-attn3"
     snapshot["spec"]["chat_template_file"] = "/etc/shadow"
@@ -204,7 +204,7 @@ def test_a_hub_id_in_a_file_is_not_downloaded(
 
 
 def test_trust_in_config_or_state_is_not_taken(tmp_path: Path) -> None:
-    from tui.cli import choose_spec
+    from tui.cli.model_choice import choose_spec
 
     configured = {"source": "./mine", "trust_remote_code": True, "chat_template_file": "t.jinja"}
     spec = choose_spec({}, configured)

@@ -4,9 +4,17 @@ No Textual here, and no torch/transformers at import time: the heavy libraries a
 imported inside the functions that need them, so the UI paints first.
 """
 
-from .engine import Engine
 from .errors import EngineError
+from .local import LocalEngine
+from .protocol import ChatRequest
 from .settings import GenerationSettings
 from .spec import DEFAULT_MODEL, ModelSpec
 
-__all__ = ["DEFAULT_MODEL", "Engine", "EngineError", "GenerationSettings", "ModelSpec"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ChatRequest",
+    "EngineError",
+    "GenerationSettings",
+    "LocalEngine",
+    "ModelSpec",
+]

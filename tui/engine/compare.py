@@ -10,9 +10,9 @@ they diverge, a token-level similarity, and (greedy runs) the mean log-probabili
 its tokens under the reference model, against the reference's own.
 
 Memory: before loading a compared model the memory estimate is checked. When both fit,
-the second model loads into its own :class:`~.engine.Engine` beside the reference;
+the second model loads into its own :class:`~.local.LocalEngine` beside the reference;
 when they do not, the reference's weights are set aside while the other runs and
-loaded again afterwards (:meth:`Engine.set_aside`). Either way the reference engine
+loaded again afterwards (:meth:`LocalEngine.set_aside`). Either way the reference engine
 ends as it began: same ``loaded`` object, same draft model and settings, every
 conversation's KV cache kept (the comparison itself never touches them: it runs
 without a conversation id).
@@ -26,14 +26,15 @@ import difflib
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..reasons import StopReason
 from . import loader, memory
-from .engine import Engine
 from .errors import EngineError
 from .generation import GenerationStats
+from .local import LocalEngine
+from .protocol import ChatRequest
 from .settings import SAMPLING, GenerationSettings
 from .spec import CompareSpec, ModelSpec, parse_compare_spec, precision_tag
 
@@ -178,7 +179,7 @@ def _same_vocabulary(a: Any, b: Any) -> bool:
 
 
 def comparison_settings(
-    engine: Engine,
+    engine: LocalEngine,
     messages: Sequence[dict[str, str]],
     system_prompt: str | None,
     base: GenerationSettings,
@@ -206,7 +207,7 @@ def comparison_settings(
     return GenerationSettings(values), greedy
 
 
-def plan_placement(reference: Engine, spec: ModelSpec, tokens: int) -> tuple[str, str]:
+def plan_placement(reference: LocalEngine, spec: ModelSpec, tokens: int) -> tuple[str, str]:
     """Whether ``spec`` can be loaded beside the reference (``PLACEMENT_TOGETHER``) or
     must run while the reference is set aside (``PLACEMENT_SEQUENTIAL``), with the
     sentence that says why (from the memory estimate, for ``tokens`` of context)."""
@@ -242,10 +243,8 @@ class _Run:
 
     def __init__(
         self,
-        engine: Engine,
-        messages: Sequence[dict[str, str]],
-        system_prompt: str | None,
-        settings: GenerationSettings,
+        engine: LocalEngine,
+        request: ChatRequest,
         event: threading.Event,
         on_progress: OnProgress | None,
         on_text: OnReplyText | None,
@@ -253,9 +252,7 @@ class _Run:
     ) -> None:
         self.warm_up = warm_up
         self.engine = engine
-        self.messages = list(messages)
-        self.system_prompt = system_prompt
-        self.settings = settings
+        self.request = request  # the turn every side answers, without a conversation id
         self.event = event
         self.on_progress = on_progress
         self.on_text = on_text
@@ -274,7 +271,7 @@ class _Run:
 
     def generate(
         self,
-        engine: Engine,
+        engine: LocalEngine,
         index: int,
         label: str,
         placement: str,
@@ -292,13 +289,9 @@ class _Run:
 
         with memory.PeakSampler(str(loaded.device)) as sampler:
             result = engine.chat(
-                self.messages,
-                system_prompt=self.system_prompt,
-                conversation_id=None,  # never the conversation's KV cache
-                settings=self.settings,
+                replace(self.request, speculative=speculative),
                 stop_event=self.event,
                 on_text=on_text,
-                speculative=speculative,
             )
         growth = sampler.growth_bytes
         weights = loaded.footprint_bytes
@@ -318,17 +311,17 @@ class _Run:
             notices=list(result.notices),
         )
 
-    def _warm_up(self, engine: Engine, speculative: bool) -> None:
+    def _warm_up(self, engine: LocalEngine, speculative: bool) -> None:
         """A two-token reply to a short question before the measured one: the first
         forward passes of a model (or of a dtype's kernels) pay one-time costs that
         would otherwise land on whichever side runs first."""
         warm = GenerationSettings({"max_new_tokens": 2, "min_new_tokens": 2, "do_sample": False})
         try:
             engine.chat(
-                [{"role": "user", "content": "Hi"}],
-                settings=warm,
+                ChatRequest(
+                    [{"role": "user", "content": "Hi"}], settings=warm, speculative=speculative
+                ),
                 stop_event=self.event,
-                speculative=speculative,
             )
         except EngineError:
             pass
@@ -339,7 +332,7 @@ class _Run:
         """Load ``spec`` in an engine of its own, answer, unload. (reply, whether its
         tokenizer has the reference's vocabulary)."""
         reference = self.engine
-        other = Engine(settings=reference.settings, prompt_lookup=reference.prompt_lookup)
+        other = LocalEngine(settings=reference.settings, prompt_lookup=reference.prompt_lookup)
         other.reuse_cache = False
         other.assistant = reference.assistant  # the same draft, shared, not loaded twice
         self.report("loading", index, label, f"loading {label}", 0.0)
@@ -362,7 +355,7 @@ class _Run:
 
 
 def compare_turn(
-    engine: Engine,
+    engine: LocalEngine,
     messages: Sequence[dict[str, str]],
     specs: Sequence[str | CompareSpec],
     *,
@@ -380,7 +373,7 @@ def compare_turn(
     compare the replies. Blocking: call it from a worker thread.
 
     ``messages`` are the turn's role/content dicts up to and including the user's
-    message (as for :meth:`Engine.chat`); ``settings`` default to the engine's.
+    message (as for :meth:`LocalEngine.chat`); ``settings`` default to the engine's.
     Greedy unless ``use_turn_settings``. ``placement``: ``"auto"`` (by the memory
     estimate), ``"together"`` or ``"one after the other"``.
 
@@ -394,7 +387,7 @@ def compare_turn(
     Raises :class:`EngineError` (one sentence) before anything runs for a bad spec or
     an engine that cannot compare, and if the reference model cannot be loaded again
     after running one after the other (the engine is then without a model)."""
-    if not isinstance(engine, Engine):
+    if not isinstance(engine, LocalEngine):
         raise EngineError(
             "Comparing runs models on this machine; switch back to a local model first."
         )
@@ -424,7 +417,9 @@ def compare_turn(
             return Comparison([], True, base, stopped=True)
         reference = engine.require_model()
         turn, greedy = comparison_settings(engine, messages, system_prompt, base, use_turn_settings)
-        run = _Run(engine, messages, system_prompt, turn, event, on_progress, on_text, warm_up)
+        # never the conversation's KV cache: no conversation id
+        request = ChatRequest(messages, system_prompt, settings=turn)
+        run = _Run(engine, request, event, on_progress, on_text, warm_up)
         prompt, _info = engine.prepare_turn(messages, system_prompt, turn)
         notes = [
             f"Every reply is greedy (do_sample=false, max_new_tokens="
@@ -497,7 +492,7 @@ def _compare_one(
             return _failed(index, label, target, placement, exc)
         where = placement
         if where == "auto":
-            tokens = len(prompt_ids) + int(run.settings.values.get("max_new_tokens") or 0)
+            tokens = len(prompt_ids) + int(run.request.settings.values.get("max_new_tokens") or 0)
             where, why = plan_placement(engine, target, tokens)
             if where == PLACEMENT_SEQUENTIAL:
                 comparison.notes.append(why)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import EngineError
-from .protocol import ChatEngine, ModelInfo, OnStart, OnText
+from .protocol import ChatEngine, ChatRequest, ModelInfo, OnStart, OnText
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -105,12 +105,12 @@ class ModelController:
 
     def _local_engine(self) -> ChatEngine:
         if self.local is None:
-            from .engine import Engine
+            from .local import LocalEngine
             from .settings import GenerationSettings
 
             settings = GenerationSettings()
             settings.update(self.settings_args)  # validated by the caller already
-            self.local = Engine(settings=settings, prompt_lookup=self.prompt_lookup)
+            self.local = LocalEngine(settings=settings, prompt_lookup=self.prompt_lookup)
         return self.local
 
     # -- choosing what to load ----------------------------------------------------------
@@ -204,32 +204,20 @@ class ModelController:
     # -- chatting ------------------------------------------------------------------------
     def chat(
         self,
-        messages: Sequence[dict[str, str]],
+        request: ChatRequest,
         *,
-        stop_event: threading.Event,
-        system_prompt: str | None = None,
-        conversation_id: str | None = None,
-        settings: GenerationSettings | None = None,
+        stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
-        continue_final: bool = False,
     ) -> GenerationResult | None:
         """Wait for a model (``None`` if stopped while waiting), then chat with it."""
+        stop = stop_event or threading.Event()
         while not self.ready.wait(0.1):
-            if stop_event.is_set():
+            if stop.is_set():
                 return None
         engine = self.active
         assert engine is not None
-        return engine.chat(
-            messages,
-            system_prompt=system_prompt,
-            conversation_id=conversation_id,
-            settings=settings,
-            stop_event=stop_event,
-            on_text=on_text,
-            on_start=on_start,
-            continue_final=continue_final,
-        )
+        return engine.chat(request, stop_event=stop, on_text=on_text, on_start=on_start)
 
     def _wait_for_local(self, stop_event: threading.Event, doing: str) -> ChatEngine | None:
         """The local engine once a model is ready (``None`` if stopped while waiting)."""
@@ -267,7 +255,7 @@ class ModelController:
             return None
         with self._lock:
             return compare_turn(
-                engine,  # type: ignore[arg-type]  # a local engine is an Engine
+                engine,  # type: ignore[arg-type]  # a local engine is a LocalEngine
                 messages,
                 specs,
                 system_prompt=system_prompt,

@@ -107,7 +107,7 @@ class GenerationStats:
 
 @dataclass
 class TurnInfo:
-    """What a turn is about to send, handed to ``Engine.chat``'s ``on_start`` once the
+    """What a turn is about to send, handed to ``LocalEngine.chat``'s ``on_start`` once the
     caller has the model and the prompt is built, before the first token.
 
     ``prompt_tokens`` is the prompt as sent (after leaving out ``dropped_messages`` of

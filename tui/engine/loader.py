@@ -66,7 +66,7 @@ class LoadedModel:
 
     @property
     def context_limit(self) -> int | None:
-        if self.model is None:  # set aside for a moment (Engine.set_aside) or unloaded
+        if self.model is None:  # set aside for a moment (LocalEngine.set_aside) or unloaded
             return self._context_limit
         cfg = self.model.config
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg

@@ -57,12 +57,33 @@ OnText = Callable[[str], None]
 OnStart = Callable[["TurnInfo"], None]
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One turn to generate: what the model is shown and how.
+
+    Built where the turn is decided (on the UI thread, by the command line) and handed
+    whole to the thread that generates, so that thread reads nothing else. The
+    messages are kept as a tuple: a conversation that changes meanwhile does not
+    change the request."""
+
+    messages: Sequence[dict[str, str]]  # role/content dicts, oldest first
+    system_prompt: str | None = None
+    conversation_id: str | None = None  # whose KV cache to reuse; None: no cache
+    settings: GenerationSettings | None = None  # None: the engine's own
+    continue_final: bool = False  # continue the last (assistant) message instead
+    speculative: bool = True  # False: no draft model or prompt lookup for this turn
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", tuple(self.messages))
+
+
 class ChatEngine(abc.ABC):
     """A backend that loads a model and streams replies.
 
-    ``chat`` runs in the caller's thread (a worker thread in the app, the main thread
-    in one-shot mode), hands text to ``on_text`` as it arrives, stops soon after
-    ``stop_event`` is set, and returns a ``GenerationResult``. It raises
+    ``chat`` answers a :class:`ChatRequest` in the caller's thread (a worker thread in
+    the app, the main thread in one-shot mode), hands text to ``on_text`` as it
+    arrives, stops soon after ``stop_event`` is set, and returns a
+    ``GenerationResult``. It raises
     :class:`EngineError` only before generation starts; a failure part way comes back
     as ``stats.stop_reason == "error"`` with the partial text.
     """
@@ -78,15 +99,11 @@ class ChatEngine(abc.ABC):
     @abc.abstractmethod
     def chat(
         self,
-        messages: Sequence[dict[str, str]],
+        request: ChatRequest,
         *,
-        system_prompt: str | None = None,
-        conversation_id: str | None = None,
-        settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
-        continue_final: bool = False,
     ) -> GenerationResult:
         """Generate the next assistant message (or continue the last one)."""
 

@@ -59,7 +59,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
@@ -74,7 +74,7 @@ from .generation import (
     TurnInfo,
 )
 from .progress import Progress
-from .protocol import Capabilities, ChatEngine, OnStart, OnText
+from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText
 from .settings import GenerationSettings
 from .spec import ModelSpec
 
@@ -1138,23 +1138,18 @@ class RemoteEngine(ChatEngine):
 
     def chat(
         self,
-        messages: Sequence[dict[str, str]],
+        request: ChatRequest,
         *,
-        system_prompt: str | None = None,
-        conversation_id: str | None = None,
-        settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
-        continue_final: bool = False,
     ) -> GenerationResult:
         if self.loaded is None:
             raise RemoteError("No endpoint model is selected yet.")
-        if continue_final:
+        if request.continue_final:
             self.refuse_continue()
-        msgs = with_system(messages, system_prompt)
+        msgs = with_system(request.messages, request.system_prompt)
         if on_start is not None:
             on_start(TurnInfo(context_limit=self.loaded.context_limit))
-        return stream_chat(
-            self.endpoint, self.loaded.name, msgs, settings or self.settings, stop_event, on_text
-        )
+        settings = request.settings or self.settings
+        return stream_chat(self.endpoint, self.loaded.name, msgs, settings, stop_event, on_text)

@@ -20,10 +20,11 @@ from typing import Any
 
 from ..reasons import StopReason
 from . import memory
-from .engine import Engine
 from .errors import EngineError
 from .generation import GenerationResult
+from .local import LocalEngine
 from .progress import Progress
+from .protocol import ChatRequest
 from .provenance import Provenance, differences
 from .spec import ModelSpec
 from .trust import from_file, same_model
@@ -89,7 +90,7 @@ def replay(
     *,
     system_prompt: str | None = None,
     saved_stop_reason: str | None = None,
-    engine: Engine | None = None,
+    engine: LocalEngine | None = None,
     progress: Progress | None = None,
     stop_event: threading.Event | None = None,
     on_text: Callable[[str], None] | None = None,
@@ -102,7 +103,7 @@ def replay(
     ``engine``: the app's engine. It is used as it is when it has exactly the snapshot's
     model loaded; otherwise the snapshot's model loads into an engine of its own,
     beside it when the memory estimate says both fit, or while its weights are set
-    aside (:meth:`Engine.set_aside`; loaded again afterwards, KV caches kept), and is
+    aside (:meth:`LocalEngine.set_aside`; loaded again afterwards, KV caches kept), and is
     unloaded after. Without ``engine``, the snapshot's model is simply loaded.
     ``saved_stop_reason``: a reply that was cut short (stopped, interrupted) is
     identical when the replay begins with it. Raises :class:`EngineError` (one
@@ -214,7 +215,7 @@ class _Replay:
         self.on_text = on_text
         self.progress = progress
 
-    def on(self, engine: Engine) -> tuple[GenerationResult | None, Any]:
+    def on(self, engine: LocalEngine) -> tuple[GenerationResult | None, Any]:
         """Generate on ``engine`` with the snapshot's settings, seed and speculation."""
         saved = self.saved
         with engine.exclusive(self.event) as held:
@@ -224,15 +225,13 @@ class _Replay:
             wanted = saved.speculative.get("prompt_lookup")
             engine.prompt_lookup = wanted if isinstance(wanted, int) else None
             try:
-                result = engine.chat(
+                request = ChatRequest(
                     self.messages,
-                    system_prompt=self.system_prompt,
-                    conversation_id=None,
+                    self.system_prompt,
                     settings=saved.generation_settings(),
-                    stop_event=self.event,
-                    on_text=self.on_text,
                     speculative=bool(saved.speculative),
                 )
+                result = engine.chat(request, stop_event=self.event, on_text=self.on_text)
             finally:
                 engine.prompt_lookup = previous
             return result, engine.require_model().tokenizer
@@ -240,7 +239,7 @@ class _Replay:
     def on_own_engine(self, spec: ModelSpec) -> tuple[GenerationResult | None, Any]:
         """Load ``spec`` (and the snapshot's draft model) in an engine of its own,
         generate, unload."""
-        own = Engine()
+        own = LocalEngine()
         own.reuse_cache = False
         try:
             own.load(spec, self.progress, allow_download=self.allow_download)

@@ -24,7 +24,6 @@ from textual.widgets._footer import FooterKey
 from .. import safe_text
 from ..engine.controller import EndpointTarget, LocalTarget, Target
 from ..engine.errors import EngineError
-from ..messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
 from ..palette import ConversationProvider, ModelProvider, SlashCommandProvider
 from ..store.errors import StoreError
 from ..store.model import Conversation
@@ -32,6 +31,7 @@ from ..store.sessions import Deleted, Event, Renamed
 from ..widgets.chat_pane import ChatPane
 from ..widgets.memory_meter import MemoryMeter
 from ..widgets.settings_panel import SettingsPanel
+from ..worker_messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
 from .model_picker import ModelPicker, Picked
 from .session_browser import SessionBrowser
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import codec
+from . import codec, escaping, schema
 from .atomic import ReadRefused, atomic_write, ensure_dir, file_lock, move, read_file
 from .errors import (
     ConversationGoneError,
@@ -46,11 +46,11 @@ from .merge import MergeReport, merge
 from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
-# 2: strings escaped with codec.escape_text (exact for any str); 3: entries signed
+# 2: strings escaped with escaping.escape_text (exact for any str); 3: entries signed
 INDEX_VERSION = 3
 INDEX_KEY_NAME = "index.key"
 SUFFIX = ".toml"
-MAX_FILE_BYTES = codec.MAX_FILE_BYTES
+MAX_FILE_BYTES = schema.MAX_FILE_BYTES
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
@@ -198,9 +198,9 @@ def _cached_info(entry: Any, stem: str, path: str) -> SessionInfo | None:
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         return None
     for key in ("title", "created", "updated", "model"):
-        values[key] = codec.unescape_text(values[key])
+        values[key] = escaping.unescape_text(values[key])
     if values["name"] is not None:
-        values["name"] = codec.unescape_text(values["name"])
+        values["name"] = escaping.unescape_text(values["name"])
     values["id"], values["path"] = stem, path  # the file is the truth, not the cache
     return SessionInfo(**values)
 
@@ -209,7 +209,7 @@ def _index_info(info: SessionInfo) -> dict[str, Any]:
     """A SessionInfo for the JSON index, its strings escaped so that any str (lone
     surrogates included) reads back exactly."""
     return {
-        key: codec.escape_text(value) if isinstance(value, str) else value
+        key: escaping.escape_text(value) if isinstance(value, str) else value
         for key, value in asdict(info).items()
     }
 
@@ -704,7 +704,7 @@ class SessionStore:
         literal = (
             not any(c in text for c in '"\\')
             and all(c >= " " for c in text)
-            and not codec.needs_escape_in_file(text)
+            and not escaping.needs_escape_in_file(text)
         )
         hits: list[SearchHit] = []
         for info in self.list():

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from ..engine.memory import human_bytes
-from ..messages import MemorySample
+from ..worker_messages import MemorySample
 
 HISTORY = 120
 

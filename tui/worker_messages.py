@@ -1,4 +1,5 @@
-"""App-level messages. Worker threads reach the UI only by posting these."""
+"""Messages from worker threads to the UI: generation (tokens, start, end), model loads
+and memory samples. A thread reaches the UI only by posting one of these."""
 
 from __future__ import annotations
 

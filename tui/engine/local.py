@@ -1,4 +1,4 @@
-"""The engine: one loaded model, swapped atomically, and chat generation on it."""
+"""The local engine: one loaded model, swapped atomically, and chat generation on it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections.abc import Iterator, Sequence
 from . import chat_format, generation, loader, memory, provenance
 from .errors import EngineError
 from .progress import Progress
-from .protocol import Capabilities, ChatEngine, OnStart, OnText
+from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText
 from .settings import EffectiveSettings, GenerationSettings
 from .spec import ModelSpec
 
 
-class Engine(ChatEngine):
+class LocalEngine(ChatEngine):
     """Holds the current model. Thread-safe: loads are serialized, and generations take
     turns on the model (a second caller waits, and can still be stopped while waiting).
 
@@ -153,18 +153,13 @@ class Engine(ChatEngine):
 
     def chat(
         self,
-        messages: Sequence[dict[str, str]],
+        request: ChatRequest,
         *,
-        system_prompt: str | None = None,
-        conversation_id: str | None = None,
-        settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
-        continue_final: bool = False,
-        speculative: bool = True,
     ) -> generation.GenerationResult:
-        """Generate the assistant's next reply to ``messages`` (role/content dicts).
+        """Generate the assistant's next reply to ``request.messages`` (role/content dicts).
 
         Raises :class:`EngineError` before generation starts (no model, bad template, a
         last message longer than the context); a failure mid-stream is returned as
@@ -172,12 +167,13 @@ class Engine(ChatEngine):
         is lost. ``on_start`` receives a :class:`~.generation.TurnInfo` once this caller
         has the model (another conversation may have been generating) and the prompt is
         built, before the first token: it says how many of the oldest messages were left
-        out to fit the context (see :meth:`prepare_turn`). ``continue_final`` continues
-        the last (assistant) message instead of answering.
+        out to fit the context (see :meth:`prepare_turn`). ``request.continue_final``
+        continues the last (assistant) message instead of answering.
 
         A sampled turn without a seed in the settings draws one and uses it; it is in
         ``stats.provenance`` with everything else needed to make the reply again.
-        ``speculative=False`` turns off the draft model and prompt lookup for this turn.
+        ``request.speculative=False`` turns off the draft model and prompt lookup for
+        this turn.
         """
         event = stop_event or threading.Event()
         while not self._generate_lock.acquire(timeout=0.05):
@@ -186,8 +182,11 @@ class Engine(ChatEngine):
                 return generation.GenerationResult("", stats)
         try:
             loaded = self.require_model()
-            active = settings or self.settings
-            prompt, info = self.prepare_turn(messages, system_prompt, active, continue_final)
+            active = request.settings or self.settings
+            continue_final, speculative = request.continue_final, request.speculative
+            prompt, info = self.prepare_turn(
+                request.messages, request.system_prompt, active, continue_final
+            )
             if on_start is not None:
                 on_start(info)
             kwargs = dict(info.settings.kwargs) if info.settings else active.generation_kwargs()
@@ -213,7 +212,7 @@ class Engine(ChatEngine):
                 stop_event=event,
                 on_text=on_text,
                 cache_store=self.kv_cache if self.reuse_cache else None,
-                cache_key=conversation_id,
+                cache_key=request.conversation_id,
                 stop_strings=prompt.stop_strings,
                 seed=seed,
                 assistant_model=assistant.model if assistant else None,

@@ -1,0 +1,304 @@
+"""The reply a pane is making, from start to end.
+
+:meth:`ReplyStream.start` runs on the UI thread: it mounts the reply's view and builds
+the :class:`~tui.engine.protocol.ChatRequest` from the conversation. The pane's
+generation worker then runs :func:`generate` in its thread with everything it needs
+as arguments, and reaches the UI only by posting :mod:`tui.worker_messages`, which
+the pane hands back here: the turn started, text arrived (coalesced by
+:class:`ChunkBuffer`), the reply ended. What ends is kept in the conversation (the
+pane saves it); a reply cut short by a quit is kept by :meth:`ReplyStream.interrupt`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..engine.protocol import ChatRequest
+from ..engine.settings import GenerationSettings
+from ..reasons import StopReason
+from ..store.model import ChatMessage
+from ..worker_messages import GenerationFinished, GenerationStarted, TokenChunk
+from .message_view import MessageView
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from textual.containers import VerticalScroll
+    from textual.message import Message
+
+    from ..engine.controller import ModelController
+    from ..engine.generation import GenerationStats, TurnInfo
+    from ..store.model import Conversation
+
+
+class ChunkBuffer:
+    """Coalesce streamed text into a few UI updates a second.
+
+    Re-rendering the growing Markdown costs the UI thread CPU that the model needs (on
+    two cores, per-token updates cut generation speed by a quarter), and the cost grows
+    with the reply, so the interval grows with it: 10 updates/s at first, 2/s for a
+    reply of 8,000 characters or more."""
+
+    def __init__(self, post: Callable[[str], None]) -> None:
+        self.post = post
+        self.parts: list[str] = []
+        self.last = 0.0
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self.parts.append(text)
+            self.total += len(text)
+            now = time.monotonic()
+            due = now - self.last >= min(0.5, 0.1 + self.total / 20000)
+            if due:
+                self.last = now
+        if due:
+            self.flush()
+
+    def take(self) -> str:
+        """Everything not yet posted (for an interrupt: kept, never drawn)."""
+        with self._lock:
+            text = "".join(self.parts)
+            self.parts.clear()
+            return text
+
+    def flush(self) -> None:
+        text = self.take()
+        if text:
+            self.post(text)
+
+
+def generate(
+    controller: ModelController,
+    request: ChatRequest,
+    buffer: ChunkBuffer,
+    stop: threading.Event,
+    post: Callable[[Message], Any],
+) -> None:
+    """The generation worker's work, in its thread: answer ``request`` and post
+    :class:`GenerationStarted`, the text (through ``buffer``) and
+    :class:`GenerationFinished`. A failure before the first token is a result with
+    the sentence; nothing is lost."""
+    from ..engine.errors import EngineError
+    from ..engine.generation import GenerationResult, GenerationStats
+
+    try:
+        result = controller.chat(
+            request,
+            stop_event=stop,
+            on_text=buffer.add,
+            on_start=lambda info: post(GenerationStarted(info)),
+        )
+    except EngineError as exc:  # before the first token: a sentence, nothing lost
+        result = GenerationResult("", GenerationStats(stop_reason=StopReason.ERROR, error=str(exc)))
+    finally:
+        buffer.flush()
+    if result is None:  # stopped while waiting for a model
+        result = GenerationResult("", GenerationStats(stop_reason=StopReason.STOPPED))
+    post(GenerationFinished(result, request.continue_final))
+
+
+class Pane(Protocol):
+    """What a :class:`ReplyStream` uses of its pane (a :class:`~.chat_pane.ChatPane`)."""
+
+    conversation: Conversation
+    controller: ModelController
+    stop_event: threading.Event
+    generating: bool
+
+    @property
+    def messages_view(self) -> VerticalScroll: ...
+
+    def query(self, selector: type[MessageView]) -> Iterable[MessageView]: ...
+
+    def notify(self, message: str, *, severity: str = ..., timeout: float = ...) -> None: ...
+
+    def post_message(self, message: Message) -> bool: ...
+
+    # starts the pane's generation worker with these arguments
+    generate_in_thread: Callable[[ModelController, ChatRequest, ChunkBuffer, threading.Event], Any]
+
+    def mark_outside_context(self, dropped: int) -> None: ...
+
+    def update_status(self) -> None: ...
+
+
+class ReplyStream:
+    """The pane's reply in progress (on the UI thread): its view, the text shown so far,
+    what the model was shown (:attr:`turn`), and how the last reply went."""
+
+    def __init__(self, pane: Pane) -> None:
+        self.pane = pane
+        self.view: MessageView | None = None
+        self.continuing: ChatMessage | None = None  # the reply being continued
+        self.partial = ""  # the text shown so far
+        self.turn: TurnInfo | None = None
+        self.waiting = False  # for the model (another tab may be generating)
+        self.last_stats: GenerationStats | None = None
+        self._buffer: ChunkBuffer | None = None
+
+    async def start(self, continue_last: bool = False) -> None:
+        """Show a reply to the conversation's last message (or continue its last reply)
+        and start the pane's generation worker."""
+        pane = self.pane
+        conv = pane.conversation
+        if continue_last:
+            last = conv.transcript[-1] if conv.transcript else None
+            if last is None or last.role != "assistant":
+                pane.notify("There is no reply to continue.", severity="warning")
+                return
+            engine = pane.controller.engine
+            if engine is not None and not engine.capabilities.continue_reply:
+                pane.notify(
+                    "This backend cannot continue a reply; regenerate it instead (ctrl+r).",
+                    severity="warning",
+                )
+                return
+            self.continuing = last
+            self.view = next((v for v in pane.query(MessageView) if v.message is last), None)
+        else:
+            self.continuing = None
+            placeholder = ChatMessage(role="assistant", content="", parent=conv.head)
+            self.view = MessageView(placeholder)
+            await pane.messages_view.mount(self.view)
+        if self.view is not None:
+            self.view.streaming = True
+        self.partial = ""
+        self.turn = None
+        pane.stop_event = threading.Event()
+        pane.generating = True
+        self.waiting = True
+        pane.messages_view.scroll_end(animate=False)
+        # the buffer is read by interrupt() for text decoded but not yet drawn
+        self._buffer = ChunkBuffer(lambda text: pane.post_message(TokenChunk(text)))
+        request = ChatRequest(
+            conv.chat_messages(),
+            conv.system_prompt or None,
+            conversation_id=conv.id,
+            settings=GenerationSettings(dict(conv.settings)),
+            continue_final=continue_last,
+        )
+        pane.generate_in_thread(pane.controller, request, self._buffer, pane.stop_event)
+
+    def started(self, info: TurnInfo) -> None:
+        """The model is ours and the prompt is built."""
+        pane = self.pane
+        self.waiting = False
+        self.turn = info
+        pane.mark_outside_context(info.dropped_messages)
+        for notice in info.notices:
+            pane.notify(notice, timeout=8)
+        pane.update_status()
+
+    async def show(self, text: str) -> None:
+        """Streamed text: drawn, and followed to the bottom if the view was there."""
+        pane = self.pane
+        if self.view is None or not pane.generating:
+            return
+        self.partial += text
+        scroll = pane.messages_view
+        at_bottom = scroll.scroll_y >= scroll.max_scroll_y - 2
+        await self.view.write(text)
+        if at_bottom:
+            scroll.scroll_end(animate=False)
+        pane.update_status()
+
+    def context_used(self) -> int:
+        """Tokens of the context in use: this turn's prompt and the reply so far while
+        generating, else the last reply's prompt and reply."""
+        if self.pane.generating and self.turn is not None and self.turn.prompt_tokens:
+            streamed = max(1, len(self.partial) // 4) if self.partial else 0  # ~4 chars a token
+            return self.turn.prompt_tokens + streamed
+        last = next(
+            (
+                m
+                for m in reversed(self.pane.conversation.transcript)
+                if m.role == "assistant" and m.prompt_tokens
+            ),
+            None,
+        )
+        return (last.prompt_tokens or 0) + (last.new_tokens or 0) if last is not None else 0
+
+    def _fields(self, stats: GenerationStats | None) -> dict[str, Any]:
+        """The stored fields of a reply: its stats, speculative figures and the snapshot
+        of how it was made (model, precision, device, settings, seed)."""
+        model = self.pane.controller.model
+        fields: dict[str, Any] = stats.message_fields() if stats else {"error": None}
+        fields["model"] = model.name if model else None
+        fields["stop_reason"] = StopReason(stats.stop_reason) if stats else StopReason.ERROR
+        return fields
+
+    async def finish(self, text: str, stats: GenerationStats | None) -> bool:
+        """The reply ended (or its worker failed): keep it in the conversation and show
+        it whole. ``False`` if no reply was being made."""
+        pane = self.pane
+        if not pane.generating:
+            return False
+        conv = pane.conversation
+        meta = self._fields(stats)
+        view = self.view
+        if self.continuing is not None:
+            reply = self.continuing
+            reply.content += text
+            reply.new_tokens = (reply.new_tokens or 0) + (meta["new_tokens"] or 0)
+            reply.stop_reason, reply.error = meta["stop_reason"], meta["error"]
+            conv.touch()
+        elif text or meta["stop_reason"] != StopReason.STOPPED:
+            self._record_model()
+            reply = conv.append("assistant", text, **meta)
+        else:  # stopped before the first token: nothing to keep
+            reply = None
+            if view is not None:
+                await view.remove()
+            view = None
+        if view is not None and reply is not None:
+            view.message = reply
+            view.version = conv.sibling_position(reply.id)
+            await view.finish()
+            if self.continuing is None and text != self.partial:
+                await view.set_text(text)
+        self.view = None
+        self.continuing = None
+        self.partial = ""
+        self.last_stats = stats
+        pane.generating = False
+        self.waiting = False
+        return True
+
+    def interrupt(self) -> None:
+        """Quitting mid-reply: keep the text streamed so far, including what was decoded
+        but not yet drawn, marked interrupted (the caller saves)."""
+        pane = self.pane
+        pane.stop_event.set()
+        if self._buffer is not None:
+            self.partial += self._buffer.take()
+        if self.continuing is not None:
+            reply = self.continuing
+            reply.content += self.partial
+            reply.stop_reason = StopReason.INTERRUPTED
+        else:
+            self._record_model()
+            model = pane.controller.model
+            reply = pane.conversation.append(
+                "assistant",
+                self.partial,
+                model=model.name if model else None,
+                stop_reason=StopReason.INTERRUPTED,
+            )
+        if self.view is not None:
+            self.view.message = reply
+            self.view.refresh_header()
+        pane.generating = False
+
+    def _record_model(self) -> None:
+        """The conversation notes the model it is being answered by."""
+        controller = self.pane.controller
+        model = controller.spec.to_dict()
+        if controller.on_endpoint and controller.endpoint_url:
+            model["endpoint"] = controller.endpoint_url  # the URL only, never a key
+        self.pane.conversation.model = model
