@@ -112,6 +112,10 @@ class Screen:
         self._stream = pyte.ByteStream(self._screen)
         self.received = 0
 
+    def resize(self, columns: int, rows: int) -> None:
+        self.columns, self.rows = columns, rows
+        self._screen.resize(rows, columns)
+
     def feed(self, data: bytes) -> None:
         self.received += len(data)
         self._stream.feed(data)
