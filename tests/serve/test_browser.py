@@ -7,18 +7,12 @@ in the test's temp folder."""
 
 from __future__ import annotations
 
-import base64
-import json
-import shutil
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.serve.helpers import Screen, no_orphans, wait_for
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
+from bench.serve import CHROMEDRIVER, CHROMIUM, Page, chromium
+from tests.serve.helpers import no_orphans, wait_for
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -26,73 +20,14 @@ pytestmark = pytest.mark.skipif(
     "chromium-driver; .ci/run does)",
 )
 
-# headless, and without the background traffic whose connections are refused here
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,800",
-)
-
 
 @pytest.fixture
 def browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = chromium(tmp_path / "chromium-profile")
     try:
         yield driver
     finally:
         driver.quit()
-
-
-class Page:
-    """What the browser fetched and what its terminal shows, from DevTools' log."""
-
-    def __init__(self, driver) -> None:
-        self.driver = driver
-        self.screen: Screen | None = None
-        self.statuses: dict[str, int] = {}  # document URL -> HTTP status
-        self._socket: str | None = None  # the app's websocket (DevTools request id)
-
-    def read(self) -> None:
-        for entry in self.driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            method, params = message["method"], message.get("params", {})
-            if method == "Network.responseReceived" and params.get("type") == "Document":
-                self.statuses[params["response"]["url"]] = params["response"]["status"]
-            elif method == "Network.webSocketHandshakeResponseReceived":
-                if params["response"]["status"] == 101:
-                    self._socket = params["requestId"]
-            elif method == "Network.webSocketCreated":
-                query = parse_qs(urlparse(params["url"]).query)
-                if "width" in query:
-                    self.screen = Screen(int(query["width"][0]), int(query["height"][0]))
-            elif params.get("requestId") != self._socket or self.screen is None:
-                continue
-            elif method == "Network.webSocketFrameReceived":
-                if params["response"]["opcode"] == 2:  # binary: the app's output
-                    self.screen.feed(base64.b64decode(params["response"]["payloadData"]))
-            elif method == "Network.webSocketFrameSent":
-                sent = json.loads(params["response"]["payloadData"])
-                if sent[0] == "resize":
-                    self.screen.resize(sent[1]["width"], sent[1]["height"])
-
-    def shows(self, text: str) -> bool:
-        self.read()
-        return self.screen is not None and self.screen.shows(text)
 
 
 def test_the_app_in_chromium(serve, bigram_dir, browser, tmp_path):
