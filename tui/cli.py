@@ -1016,7 +1016,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.serve:
         from .serve import serve
 
-        return serve(ns, args)
+        return serve(ns, args, settings_args)
     if ns.list or ns.search is not None or ns.export is not None or ns.import_file is not None:
         return run_store_command(ns)
     if ns.replay is not None:

@@ -6,9 +6,12 @@ speaking textual.js's protocol (the real browser is ``test_browser.py``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -215,3 +218,17 @@ def test_each_tab_runs_the_same_command_line_as_an_app():
     assert build_parser().parse_intermixed_args(command[4:]).serve is False
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+
+
+def test_the_server_imports_no_ui_and_no_model_libraries():
+    """The server never runs the app itself: Textual, torch and transformers load in
+    each tab's app process, not in the server."""
+    code = (
+        "import json, sys\n"
+        "import tui.serve, tui.serve.server\n"
+        "print(json.dumps([m for m in ('textual', 'torch', 'transformers') if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout) == []

@@ -69,10 +69,15 @@ def app_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-P", "-m", "tui.cli", *argv, "--no-serve"]
 
 
-def _usage(message: str) -> int:
-    from ..cli import error
+def say(message: str) -> None:
+    """One sentence on stderr, as the rest of chat-tui's command line says things."""
+    from ..safe_text import one_line
 
-    error(message)
+    print(f"chat-tui: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _usage(message: str) -> int:
+    say(message)
     return EXIT_USAGE
 
 
@@ -121,21 +126,30 @@ def warnings_for(host: str, port: int) -> list[str]:
     ]
 
 
-def serve(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Run the server until SIGINT, SIGTERM or SIGHUP; every app saves and ends first."""
+def serve(ns: argparse.Namespace, argv: Sequence[str], settings_args: Sequence[str]) -> int:
+    """Run the server until SIGINT, SIGTERM or SIGHUP; every app saves and ends first.
+    ``argv`` is the whole command line (each app runs it), ``settings_args`` its
+    ``key=value`` generation settings."""
     import asyncio
 
-    from ..cli import error, make_endpoint, split_positionals
     from ..engine import EngineError, GenerationSettings
 
     problem = check(ns)
     if problem:
         return _usage(problem)
     try:  # refuse what each app would refuse, once, before anyone opens the page
-        _model, settings_args = split_positionals(ns.args)
         GenerationSettings().update(settings_args)
         if ns.endpoint:
-            make_endpoint(ns)  # its warnings, once
+            from ..engine.remote import Endpoint
+
+            endpoint = Endpoint(
+                ns.endpoint,
+                api_key_env=ns.api_key_env,
+                timeout=ns.timeout,
+                verify_tls=not ns.insecure,
+            )
+            for warning in endpoint.warnings:  # once here, not once per tab
+                say(f"warning: {warning}")
     except EngineError as exc:
         return _usage(str(exc))
 
@@ -161,7 +175,7 @@ def serve(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     except OSError as exc:  # the port is taken, the address is not this machine's
         from ..store.errors import describe_os_error
 
-        error(f"Cannot serve on {ns.host} port {ns.port}: {describe_os_error(exc)}.")
+        say(f"Cannot serve on {ns.host} port {ns.port}: {describe_os_error(exc)}.")
         return EXIT_ERROR
     finally:
         logging.getLogger().removeHandler(handler)
