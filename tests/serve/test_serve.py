@@ -123,6 +123,25 @@ async def test_tabs_one_conversation_the_cap_and_sigterm(serve, bigram_dir, test
     token_nowhere(served, test_env)
 
 
+async def test_ctrl_c_on_the_server_keeps_the_reply_being_written(serve, tiny_llama_dir):
+    """Ctrl-C (SIGINT) reaches the server only; it ends each app with SIGTERM, which
+    saves a reply mid-stream as the terminal app does on a hangup: marked interrupted."""
+    long = ("max_new_tokens=1500", "min_new_tokens=1500", "do_sample=false")
+    served = serve("--model", str(tiny_llama_dir), *long)
+    async with Tab(served) as tab:
+        await tab.shows("Loaded")
+        (app,) = served.apps()
+        await tab.type("Tell me a long story\r")
+        await tab.shows("generating…")
+        assert served.stop(signal.SIGINT) == 0
+        assert no_orphans([app.pid])
+    (conversation,) = served.conversations()
+    reply = conversation["messages"][-1]
+    assert reply["role"] == "assistant"
+    assert reply["content"]
+    assert reply["stop_reason"] == "interrupted"
+
+
 async def test_apps_end_when_the_server_is_killed(serve, bigram_dir):
     """No orphans even when the server cannot forward anything: the app sees its
     input end and exits like a hangup."""
