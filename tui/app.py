@@ -9,6 +9,7 @@ the load worker, after the window paints.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -286,7 +287,8 @@ def run_app(options: LaunchOptions) -> int:
         data_dir=options.data_dir,
         prompt_lookup=options.prompt_lookup,
         assistant_model=options.assistant_model,
-        driver_class=GuardedDriver,
+        # textual-serve names its driver (tui.serve.driver) in TEXTUAL_DRIVER
+        driver_class=None if os.environ.get("TEXTUAL_DRIVER") else GuardedDriver,
     )
     app.run()
     return app.return_code or 0

@@ -55,6 +55,10 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_usage(sys.stderr)
         error(str(exc))
         return EXIT_USAGE
+    if ns.serve:
+        from ..serve import serve
+
+        return serve(ns, args, settings_args)
     if ns.list or ns.search is not None or ns.export is not None or ns.import_file is not None:
         from .store_commands import run_store_command
 

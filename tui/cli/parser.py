@@ -24,6 +24,8 @@ examples:
                                              what speculative decoding buys on this turn
   chat-tui --replay NAME                     make the last reply of NAME again from its
                                              snapshot: "identical", or where it diverges
+  chat-tui --serve                           the app in a browser: prints a private link;
+                                             over SSH: ssh -L 8008:127.0.0.1:8008 HOST
 
 SPEC (for --compare) is [MODEL][@PRECISION]: @fp32, @bf16, @fp16, @8bit, @4bit (nf4),
   @4bit-fp4, optionally after a model (./other@bf16, Qwen/Qwen2.5-0.5B-Instruct@4bit); a
@@ -175,6 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
         dest="import_file",
         metavar="FILE",
         help="import a chat-tui JSON export or a `transformers chat` history file",
+    )
+    web = parser.add_argument_group("browser")
+    web.add_argument(
+        "--serve",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the app in a browser instead: a web server that starts one chat-tui per "
+        "browser tab (each with its own copy of the model) and prints a private link",
+    )
+    web.add_argument(
+        "--host", default="127.0.0.1", help="--serve: address to listen on (default 127.0.0.1)"
+    )
+    web.add_argument(
+        "--port", type=int, default=8008, help="--serve: port to listen on (default 8008)"
+    )
+    web.add_argument(
+        "--max-sessions",
+        type=int,
+        default=2,
+        metavar="N",
+        help="--serve: at most N browser tabs (apps, models) at once (default 2)",
     )
     return parser
 
