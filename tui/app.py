@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
@@ -105,6 +105,7 @@ class ChatApp(App):
         }
         self._main: MainScreen | None = None
         self._theme_ready = False
+        self._early_input: list[events.Key | events.Paste] = []  # before the tabs exist
 
     def get_default_screen(self) -> MainScreen:
         self._main = MainScreen(self.sessions, self.controller, self.state, **self._screen_options)
@@ -182,6 +183,34 @@ class ChatApp(App):
             timeout=timeout,
             markup=False,
         )
+
+    # -- keys typed before the window is ready --------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        """Keys (and pastes) that arrive before the main screen has its tabs are kept and
+        acted on once it has them, in order: typing ``ctrl+n``, a question and Enter
+        while chat-tui starts loses nothing (and cannot act on a half-built screen)."""
+        if (
+            isinstance(event, (events.Key, events.Paste))
+            and not event.is_forwarded
+            and not (self._main is not None and self._main.ready)
+        ):
+            self._early_input.append(event)
+            return
+        await super().on_event(event)
+
+    def replay_early_input(self) -> None:
+        """The main screen is ready: what was typed meanwhile, as if typed now. An Enter
+        typed before the terminal was switched to raw mode reached us as a newline (the
+        terminal turns CR into LF until then), so an early ctrl+j is the Enter it was."""
+        early, self._early_input = self._early_input, []
+        for event in early:
+            if isinstance(event, events.Key):
+                if event.key == "ctrl+j":
+                    self.post_message(events.Key("enter", "\r"))
+                else:
+                    self.post_message(events.Key(event.key, event.character))
+            else:
+                self.post_message(events.Paste(event.text))
 
     # -- the command palette: Textual's, made safe for fast keys (see SafeCommandPalette) ---
     def action_command_palette(self) -> None:

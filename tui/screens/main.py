@@ -167,6 +167,10 @@ class MainScreen(Screen):
         self.query_one(SettingsPanel).endpoint_hint = self.state.last_endpoint
         await self.restore_tabs()
         self.ready = True
+        # keys typed while the screen was being built, now that the prompt has the focus
+        replay = getattr(self.app, "replay_early_input", None)
+        if replay is not None:
+            self.call_after_refresh(replay)
         self.set_interval(1.0, self.sample_memory)
         if self.start_endpoint is not None:
             self.load(EndpointTarget(self.start_endpoint, self.start_endpoint_model))
@@ -397,9 +401,15 @@ class MainScreen(Screen):
             self.sample_memory()
 
     def action_stop(self) -> None:
+        """Esc: stop what the tab is doing; with nothing to stop, focus goes home to the
+        prompt (from a message, the tab bar or the side panel)."""
         pane = self.active_pane
-        if pane is not None:
+        if pane is None:
+            return
+        if pane.generating or pane.side_task:
             pane.action_stop()
+        else:
+            self.focus_prompt()
 
     async def run_on_pane(self, action: str) -> None:
         """Run a chat-pane action (a slash command picked in the palette)."""
@@ -440,7 +450,10 @@ class MainScreen(Screen):
                 self.call_later(self._close_deleted)
 
     async def on_screen_resume(self) -> None:
+        """Back from a dialog (picker, browser, help, a question): focus goes home."""
         await self._close_deleted()
+        if self.ready:
+            self.focus_prompt()
 
     async def _close_deleted(self) -> None:
         while self._deleted:
@@ -455,9 +468,12 @@ class MainScreen(Screen):
             panel.show_conversation(pane.conversation.system_prompt, pane.conversation.settings)
 
     def action_toggle_sidebar(self) -> None:
+        """ctrl+b shows or hides the side panel; either way the focus goes to the prompt
+        (Tab reaches the panel's fields)."""
         sidebar = self.query_one("#sidebar")
         sidebar.display = not sidebar.display
         self.state.set_sidebar(bool(sidebar.display))
+        self.focus_prompt()
 
     @on(SettingsPanel.Applied)
     def settings_applied(self, message: SettingsPanel.Applied) -> None:
@@ -475,6 +491,7 @@ class MainScreen(Screen):
             self.notify("Settings applied.", timeout=3)
         else:
             self.load(target)
+        self.focus_prompt()  # Apply done: back to typing
 
     # -- models ---------------------------------------------------------------------------
     def load_source(self, source: str, device: str | None = None) -> None:
