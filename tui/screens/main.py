@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, TabbedContent, TabPane
-from textual.widgets._footer import FooterKey
+from textual.widgets import Header, ProgressBar, TabbedContent, TabPane
 
 from .. import safe_text
 from ..engine.controller import EndpointTarget, LocalTarget, Target
 from ..engine.errors import EngineError
+from ..keys import MAIN_BINDINGS
 from ..palette import ConversationProvider, ModelProvider, SlashCommandProvider
 from ..store.errors import StoreError
 from ..store.model import Conversation
 from ..store.sessions import Deleted, Event, Renamed
 from ..widgets.chat_pane import ChatPane
+from ..widgets.footer import ChatFooter
 from ..widgets.memory_meter import MemoryMeter
 from ..widgets.settings_panel import SettingsPanel
 from ..worker_messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
@@ -55,31 +55,6 @@ def tab_title(conv: Conversation, unseen: bool = False) -> Content:
     return Content(mark + safe_text.one_line(title, TAB_TITLE_WIDTH))
 
 
-class ChatFooter(Footer):
-    """The footer, ranking keys so that the few that matter most stay at every width
-    (app.tcss hides rank 3 on narrow terminals). Below 100 columns it is compact and
-    leaves out the palette's key (ctrl+p, in the help), so that at 80 columns every
-    rank 1 and 2 key still shows."""
-
-    RANK = {
-        "stop": 1, "new_tab": 1, "pick_model": 1, "browse": 1, "help": 1, "quit": 1,
-        "close_tab": 2, "toggle_sidebar": 2,
-    }  # fmt: skip
-
-    def on_resize(self, event) -> None:
-        narrow = event.size.width < 100
-        if self.compact != narrow:
-            self.compact = narrow
-            self.show_command_palette = not narrow
-
-    def compose(self) -> ComposeResult:
-        for widget in super().compose():
-            if isinstance(widget, FooterKey):
-                rank = self.RANK.get(widget.action.rpartition(".")[2], 3)
-                widget.add_class(f"-rank-{rank}")
-            yield widget
-
-
 class ConversationTabs(TabbedContent):
     """Tabs that ignore a stale focus report.
 
@@ -97,32 +72,7 @@ class ConversationTabs(TabbedContent):
 
 
 class MainScreen(Screen):
-    BINDINGS = [
-        # priority: the prompt's TextArea has its own ctrl+w
-        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True,
-                tooltip="a new conversation tab"),
-        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True,
-                tooltip="close this tab (saved; asks first if it cannot be)"),
-        Binding("ctrl+pagedown,alt+right", "next_tab", "Next tab", show=False, id="next_tab",
-                priority=True, tooltip="next tab"),
-        Binding("ctrl+pageup,alt+left", "previous_tab", "Prev tab", show=False,
-                id="previous_tab", priority=True, tooltip="previous tab"),
-        Binding("escape", "stop", "Stop", id="stop",
-                tooltip="stop the reply (what was written is kept, marked stopped)"),
-        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True,
-                tooltip="saved conversations: search, open, rename, delete, export"),
-        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True,
-                tooltip="load another model (bundled, cached, recent, or typed)"),
-        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True,
-                tooltip="show or hide the side panel (model, settings, memory)"),
-        # one line in the help for all nine (the others have no description)
-        *[
-            Binding(f"alt+{n}", f"go_tab({n})", "Go to tab" if n == 1 else "", show=False,
-                    id=f"go_tab_{n}", priority=True,
-                    tooltip="alt+1…9: go to that tab (alt+9: the last)" if n == 1 else "")
-            for n in range(1, 10)
-        ],
-    ]  # fmt: skip
+    BINDINGS = MAIN_BINDINGS
     COMMANDS = {ConversationProvider, ModelProvider, SlashCommandProvider}
 
     def __init__(
