@@ -107,6 +107,8 @@ class ChatApp(App):
         self._main: MainScreen | None = None
         self._theme_ready = False
         self._early_input = EarlyInput()  # keys typed before the tabs exist
+        self.crashed = False  # by an unexpected error (see tui.crash)
+        self.crash_log: Path | None = None
 
     def get_default_screen(self) -> StartScreen:
         """What paints first (see :mod:`.screens.start`); the main screen replaces it
@@ -236,6 +238,24 @@ class ChatApp(App):
                 severity="error",
                 timeout=15,
             )
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error nothing handled: save every conversation and log it (see tui.crash)."""
+        from . import crash
+
+        if not self.crashed:
+            self.crashed = True
+            crash.rescue(self._main)
+            self.crash_log = crash.write_log(error)
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        from . import crash
+
+        if self.crashed and "debug" not in self.features:
+            self._exit_renderables.clear()  # the traceback is in the log
+            self.error_console.print(crash.sentence(self.crash_log), markup=False)
+        super()._print_error_renderables()
 
     def _install_signal_handlers(self) -> None:
         try:
