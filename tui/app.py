@@ -271,11 +271,10 @@ class ChatApp(App):
         shutdown cannot finish (a terminal that is gone can hold it forever)."""
         from .terminal import exit_soon
 
+        from .crash import rescue
+
         code = 128 + sig if sig else 0
-        if self._main is not None:
-            for pane in self._main.panes():
-                pane.interrupt_and_save(rescue=True)
-            self._main.remember_tabs()
+        rescue(self._main)
         if not self.is_headless:  # a real terminal (not a test's headless run)
             exit_soon(code)
         self.exit(return_code=code)
