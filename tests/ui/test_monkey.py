@@ -11,15 +11,17 @@ import pytest
 from bench.monkey import describe, drive
 
 
-@pytest.mark.parametrize(("seed", "size"), [(11, (80, 24)), (12, (100, 30)), (13, (120, 40))])
+@pytest.mark.parametrize(
+    ("seed", "size", "keys"), [(11, (80, 24), 700), (12, (100, 30), 700), (13, (120, 40), 400)]
+)
 async def test_random_keys_never_crash_or_lose_a_word(
-    make_app, engine, dirs, ui, seed, size, tmp_path, monkeypatch
+    make_app, engine, dirs, ui, seed, size, keys, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # an export to the default folder lands here
     engine.delay = 0.002
     app = make_app()
     async with app.run_test(size=size) as pilot:
-        outcome = await drive(app, pilot, seed, 800, dirs.data)
+        outcome = await drive(app, pilot, seed, keys, dirs.data)
     assert outcome.ok, describe(outcome)
 
 
@@ -37,5 +39,5 @@ async def test_random_keys_with_a_real_tiny_model(
     )
     async with app.run_test(size=(100, 30)) as pilot:
         await ui.wait_until(pilot, app.controller.ready.is_set, "the model", timeout=120)
-        outcome = await drive(app, pilot, 21, 400, dirs.data)
+        outcome = await drive(app, pilot, 21, 300, dirs.data)
     assert outcome.ok, describe(outcome)

@@ -449,17 +449,15 @@ class ChatPane(Vertical):
     def _live(self, view: MessageView) -> MessageView | None:
         """The view a key on ``view`` means now. Keys can be queued faster than the pane
         rebuilds: a second → was sent by a view the first one's rebuild replaced. Then
-        the key means the focused view that took its place; without one, nothing."""
+        the key means the view now showing the same turn (the version that took its
+        place), so a held arrow steps through every version; without one, nothing."""
         transcript = self.conversation.transcript
         if view.is_attached and view.parent is self.messages_view and view.message in transcript:
             return view
-        focused = self.app.focused
-        if (
-            isinstance(focused, MessageView)
-            and focused.parent is self.messages_view
-            and focused.message in transcript
-        ):
-            return focused
+        turn = (view.message.parent, view.message.role)
+        for current in self._views_now():
+            if (current.message.parent, current.message.role) == turn:
+                return current if current.message in transcript else None
         return None
 
     def _views_now(self) -> list[MessageView]:
@@ -492,10 +490,13 @@ class ChatPane(Vertical):
 
     @on(MessageView.TypedAway)
     def _typed_away(self, event: MessageView.TypedAway) -> None:
-        """Typing on a message: the text goes to the prompt, where it was meant to go."""
+        """Typing on a message: it is typed again in the prompt, where it was meant to
+        go (after the focus has moved: the app handles both in the order asked)."""
+        from ..early_input import type_again
+
         event.stop()
         self.focus_prompt()
-        self.prompt.insert(event.text)
+        type_again(self.app, [event.typed])
 
     @on(MessageView.SwitchVersion)
     async def _switch_version(self, event: MessageView.SwitchVersion) -> None:

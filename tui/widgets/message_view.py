@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -88,10 +89,12 @@ class MessageView(Vertical, can_focus=False):
 
     @dataclass
     class TypedAway(Message):
-        """A key that types text landed here: it belongs to the prompt."""
+        """Typing landed here: it belongs to the prompt. ``typed`` is the key (or paste)
+        to send there again: typed text, or a key that followed it before the focus
+        could move (the Enter of "typed a question and pressed Enter")."""
 
         view: MessageView
-        text: str
+        typed: events.Key | events.Paste
 
     def __init__(
         self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
@@ -101,6 +104,7 @@ class MessageView(Vertical, can_focus=False):
         self.message = message
         self.version = version
         self._stream = None
+        self._typing = False  # text typed here went to the prompt; the keys after it too
 
     def set_outside_context(self, outside: bool) -> None:
         if outside != self.has_class("-outside-context"):
@@ -116,18 +120,31 @@ class MessageView(Vertical, can_focus=False):
     def action_step(self, step: int) -> None:
         self.post_message(self.Step(self, step))
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
+        """Text goes to the prompt, and so does every key after it until the focus has
+        moved there: keys typed together arrive before the focus can follow them."""
         if event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            self.post_message(self.TypedAway(self, event.character))
+            self._typing = True
+        elif not self._typing:
+            return
+        self._hand_over(event)
 
-    def on_paste(self, event) -> None:
+    def on_paste(self, event: events.Paste) -> None:
+        self._typing = True
+        self._hand_over(event)
+
+    def _hand_over(self, event: events.Key | events.Paste) -> None:
         event.stop()
-        self.post_message(self.TypedAway(self, event.text))
+        event.prevent_default()
+        if not getattr(event, "handed_over", False):  # once: never a loop between us
+            self.post_message(self.TypedAway(self, event))
+
+    def on_focus(self) -> None:
+        self._typing = False
 
     def on_blur(self) -> None:
         self.can_focus = False  # back out of the Tab order
+        self._typing = False
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
