@@ -11,7 +11,7 @@ from . import chat_format, generation, loader, memory, provenance, reasoning
 from .errors import EngineError
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText
-from .settings import EffectiveSettings, GenerationSettings
+from .settings import EffectiveSettings, GenerationSettings, is_template_kwarg
 from .spec import ModelSpec
 
 
@@ -239,6 +239,9 @@ class LocalEngine(ChatEngine):
             result.stats.dropped_messages = info.dropped_messages
             result.notices.extend(info.notices)
             used = dict(effective.values)
+            used.update(  # the chat-template switches shape the prompt: a replay needs them
+                (k, v) for k, v in active.values.items() if is_template_kwarg(k)
+            )
             for name in ("max_new_tokens", "min_new_tokens", "prompt_lookup_num_tokens"):
                 if kwargs.get(name) is not None:
                     used[name] = kwargs[name]

@@ -153,10 +153,12 @@ class ReplySplitter:
     piece on as :class:`Reasoning` or answer text.
 
     ``prefix`` is the prompt as sent: the parser starts from where the template left
-    the assistant's turn (``start_anchor``). Each part loses its leading blank space
-    and its trailing blank space is held back until more of the part follows, so the
-    pieces handed on add up to :attr:`reasoning` and :attr:`answer` exactly. Should
-    the parser fail part-way (a malformed template), the rest of the reply is answer.
+    the assistant's turn (``start_anchor``). The reasoning, and an answer that follows
+    reasoning, lose their leading blank space, and their trailing blank space is held
+    back until more of the part follows, so the pieces handed on add up to
+    :attr:`reasoning` and :attr:`answer` exactly. Should the parser fail part-way (a
+    malformed template), the rest of the reply is answer. Without a parser (a server
+    that sends the parts apart) :meth:`put` takes the pieces as they come.
     """
 
     def __init__(
@@ -170,12 +172,11 @@ class ReplySplitter:
         self.clock = clock
         self.started = clock()
         self.thought_at: float | None = None  # when the reasoning ended
-        self.reasoning = ""
-        self.answer = ""
+        self._parts: dict[bool, list[str]] = {True: [], False: []}  # joined when asked
         self._held = {True: "", False: ""}
         self.thinking = False  # inside the reasoning now
         self.had_reasoning = False
-        self._broken = False
+        self._broken = parser is None
         self._route(getattr(parser, "initial_events", []) or [])
         if not self.thinking:  # reasoning the template opened and closed (thinking off)
             self.thought_at, self.had_reasoning = None, False
@@ -200,6 +201,14 @@ class ReplySplitter:
         return cls(parser, on_text)
 
     @property
+    def reasoning(self) -> str:
+        return "".join(self._parts[True])
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._parts[False])
+
+    @property
     def thought_seconds(self) -> float | None:
         if not self.had_reasoning:
             return None
@@ -210,13 +219,13 @@ class ReplySplitter:
         if not chunk:
             return
         if self._broken:
-            self._emit(False, chunk)
+            self.put(False, chunk)
             return
         try:
             events = self.parser.feed(chunk)
         except Exception:
             self._broken = True
-            self._emit(False, chunk)
+            self.put(False, chunk)
             return
         self._route(events)
 
@@ -245,33 +254,34 @@ class ReplySplitter:
                     if self.thought_at is None:
                         self.thought_at = self.clock()
                 elif kind == "region_chunk":
-                    self.had_reasoning = True
-                    self._emit(True, event.get("text") or "")
+                    self.put(True, event.get("text") or "")
             elif kind == "region_chunk" and not event.get("dirty"):
                 # the answer (and any other streamable field: shown as answer text)
-                self._emit(False, event.get("text") or "")
+                self.put(False, event.get("text") or "")
 
-    def _emit(self, thought: bool, text: str) -> None:
+    def put(self, thought: bool, text: str) -> None:
+        """A piece of the reasoning (``thought``) or of the answer."""
         if not text:
             return
-        so_far = self.reasoning if thought else self.answer
+        if thought:
+            self.had_reasoning = True
+        elif not self.had_reasoning:  # an answer alone is passed on as it comes
+            self._send(False, text)
+            return
         text = self._held[thought] + text
-        if not so_far:
+        if not self._parts[thought]:
             text = text.lstrip()
         body = text.rstrip()
         self._held[thought] = text[len(body) :]
-        if not body:
-            return
+        if body:
+            self._send(thought, body)
+
+    def _send(self, thought: bool, text: str) -> None:
         if not thought and self.had_reasoning and self.thought_at is None:
             self.thought_at = self.clock()  # the answer began: the thinking is over
-        if thought:
-            self.reasoning += body
-            piece: str = Reasoning(body)
-        else:
-            self.answer += body
-            piece = body
+        self._parts[thought].append(text)
         if self.on_text is not None:
-            self.on_text(piece)
+            self.on_text(Reasoning(text) if thought else text)
 
 
 def count_reasoning_tokens(

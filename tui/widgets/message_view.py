@@ -1,4 +1,5 @@
-"""One message: a header line (role, model, stats) and a Markdown body that streams.
+"""One message: a header line (role, model, stats), a reply's reasoning folded
+(:class:`~.thought_block.ThoughtBlock`) and a Markdown body that streams.
 
 The text is shown through :func:`tui.safe_text.visible`: a reply's escape sequences
 and control characters appear as placeholders and never reach the terminal; the
@@ -20,6 +21,7 @@ from textual.widgets import Markdown, Static
 from .. import safe_text
 from ..reasons import cut_short
 from ..store.model import ChatMessage
+from .thought_block import ThoughtBlock
 
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -57,6 +59,8 @@ class MessageView(Vertical, can_focus=True):
                 tooltip="answer this turn again with another precision or model, side by side"),
         Binding("p", "act('replay')", "Replay", id="message.replay",
                 tooltip="make this reply again from its snapshot: identical, or where it differs"),
+        Binding("enter", "toggle_thought", "Thinking", id="message.toggle_thinking",
+                tooltip="unfold or fold the reply's reasoning (a click on it does too)"),
     ]  # fmt: skip
 
     streaming: reactive[bool] = reactive(False)
@@ -93,8 +97,17 @@ class MessageView(Vertical, can_focus=True):
     def action_act(self, action: str) -> None:
         self.post_message(self.Act(self, action))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_thought":
+            return self.message.role == "assistant" and self.thought.display
+        return True
+
+    def action_toggle_thought(self) -> None:
+        self.thought.toggle()
+
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
+        yield ThoughtBlock(self.message, classes="thought")
         yield Markdown(safe_text.visible(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
@@ -107,8 +120,14 @@ class MessageView(Vertical, can_focus=True):
     def body(self) -> Markdown:
         return self.query_one(".message-body", Markdown)
 
+    @property
+    def thought(self) -> ThoughtBlock:
+        return self.query_one(ThoughtBlock)
+
     def refresh_header(self) -> None:
         self.query_one(".message-header", Static).update(self._header())
+        if not self.streaming:
+            self.thought.show(self.message)
         self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
     def on_mount(self) -> None:
@@ -117,8 +136,16 @@ class MessageView(Vertical, can_focus=True):
     def watch_streaming(self, streaming: bool) -> None:
         self.set_class(streaming, "streaming")
 
+    def write_thought(self, chunk: str) -> None:
+        """Streamed reasoning, into the folded block above the answer."""
+        if not self.thought.thinking and not self.thought.text:
+            self.refresh_bindings()  # Enter unfolds it from now on
+        self.streaming = True
+        self.thought.write(chunk)
+
     async def write(self, chunk: str) -> None:
         """Append streamed text (Markdown.get_stream batches the re-rendering)."""
+        self.thought.answer_began()
         if self._stream is None:
             self._stream = Markdown.get_stream(self.body)
             self.streaming = True
@@ -129,6 +156,7 @@ class MessageView(Vertical, can_focus=True):
             await self._stream.stop()
             self._stream = None
         self.streaming = False
+        self.thought.show(self.message)
         self.refresh_header()
 
     async def set_text(self, text: str) -> None:
