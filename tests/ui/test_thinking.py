@@ -1,5 +1,5 @@
 """A reasoning model in the app: its thinking streams into a folded, dimmed block
-above the answer, unfolds by Enter on the focused reply or a click, is kept (stopped
+above the answer, unfolds from the focused reply's menu (Enter, t) or by a click, is kept (stopped
 too) and goes back to the engine with the reply; ctrl+y copies the answer alone."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tui.engine.reasoning import Reasoning
+from tui.screens.dialogs import ChoiceScreen
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.message_view import MessageView
 
@@ -35,8 +36,11 @@ async def test_the_reasoning_is_folded_above_the_answer_and_unfolds(
         assert view.message.content == "Paris is the capital."
         assert view.message.reasoning == "Let me think about France."
 
-        view.focus()
-        await ui.press(pilot, "enter")  # Enter on the focused reply unfolds it
+        await ui.press(pilot, "ctrl+up")  # the reply takes the focus; Enter: its menu
+        await ui.wait_until(pilot, lambda: app.focused is view, "the reply focused")
+        await ui.press(pilot, "enter")
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), "the menu")
+        await ui.press(pilot, "t")  # unfolds the reasoning
         await ui.wait_until(pilot, lambda: view.thought.expanded, "the reasoning unfolded")
         await ui.wait_until(
             pilot, lambda: "Let me think about France." in ui.screen_text(app), "the reasoning"
@@ -92,7 +96,8 @@ async def test_the_next_turn_hands_the_reasoning_back_with_the_reply(make_app, e
             "content": "Paris is the capital.",
             "reasoning_content": "Let me think about France.",
         }
-        assert "▸ Thought" not in str(list(app.query(ChatPane).first().query(MessageView))[-1])
+        latest = list(app.query(ChatPane).first().query(MessageView))[-1]
+        assert latest.message.content == "Yes." and not latest.thought.display  # none
 
 
 async def test_enable_thinking_reaches_the_engine_from_set(make_app, engine, ui) -> None:

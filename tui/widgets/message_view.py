@@ -48,19 +48,23 @@ def describe(message: ChatMessage, version: tuple[int, int] | None = None) -> st
     return " · ".join(parts)
 
 
-class MessageView(Vertical, can_focus=True):
-    """A chat message. ``streaming`` is set while tokens arrive. Focused (shift+tab
-    from the prompt), ←/→ switch to its other versions."""
+class MessageView(Vertical, can_focus=False):
+    """A chat message. ``streaming`` is set while tokens arrive.
+
+    Messages are not in the Tab order: ctrl+↑ (or alt+↑) from the prompt focuses the
+    last one (see ChatPane), and only then can a message take the focus. Focused:
+    ↑/↓ move to the previous/next message, ←/→ switch to its other versions, Enter
+    opens what can be done with it (compare, replay, copy, edit). Keys that type (a
+    letter, a space) go back to the prompt with the character: nothing a person types
+    fires an action here."""
 
     BINDINGS = [
         Binding("left", "version(-1)", "Previous version", id="message.previous_version"),
         Binding("right", "version(1)", "Next version", id="message.next_version"),
-        Binding("c", "act('compare')", "Compare", id="message.compare",
-                tooltip="answer this turn again with another precision or model, side by side"),
-        Binding("p", "act('replay')", "Replay", id="message.replay",
-                tooltip="make this reply again from its snapshot: identical, or where it differs"),
-        Binding("enter", "toggle_thought", "Thinking", id="message.toggle_thinking",
-                tooltip="unfold or fold the reply's reasoning (a click on it does too)"),
+        Binding("up", "step(-1)", "Previous message", show=False, id="message.previous"),
+        Binding("down", "step(1)", "Next message", show=False, id="message.next"),
+        Binding("enter", "act('menu')", "Actions", id="message.actions",
+                tooltip="on a focused message: compare its turn, replay it, copy it, edit it"),
     ]  # fmt: skip
 
     streaming: reactive[bool] = reactive(False)
@@ -72,10 +76,24 @@ class MessageView(Vertical, can_focus=True):
 
     @dataclass
     class Act(Message):
-        """A key for an action on this message (``compare``, ``replay``)."""
+        """A key for an action on this message (``menu``, ``compare``, ``replay``)."""
 
         view: MessageView
         action: str
+
+    @dataclass
+    class Step(Message):
+        """↑/↓ on a focused message: the focus moves to the previous/next one."""
+
+        view: MessageView
+        step: int
+
+    @dataclass
+    class TypedAway(Message):
+        """A key that types text landed here: it belongs to the prompt."""
+
+        view: MessageView
+        text: str
 
     def __init__(
         self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
@@ -85,6 +103,8 @@ class MessageView(Vertical, can_focus=True):
         self.message = message
         self.version = version
         self._stream = None
+        assistant = message.role == "assistant"
+        self._thought = ThoughtBlock(message, classes="thought") if assistant else None
 
     def set_outside_context(self, outside: bool) -> None:
         if outside != self.has_class("-outside-context"):
@@ -97,17 +117,26 @@ class MessageView(Vertical, can_focus=True):
     def action_act(self, action: str) -> None:
         self.post_message(self.Act(self, action))
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "toggle_thought":
-            return self.message.role == "assistant" and self.thought.display
-        return True
+    def action_step(self, step: int) -> None:
+        self.post_message(self.Step(self, step))
 
-    def action_toggle_thought(self) -> None:
-        self.thought.toggle()
+    def on_key(self, event) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.TypedAway(self, event.character))
+
+    def on_paste(self, event) -> None:
+        event.stop()
+        self.post_message(self.TypedAway(self, event.text))
+
+    def on_blur(self) -> None:
+        self.can_focus = False  # back out of the Tab order
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
-        yield ThoughtBlock(self.message, classes="thought")
+        if self._thought is not None:
+            yield self._thought
         yield Markdown(safe_text.visible(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
@@ -121,12 +150,21 @@ class MessageView(Vertical, can_focus=True):
         return self.query_one(".message-body", Markdown)
 
     @property
-    def thought(self) -> ThoughtBlock:
-        return self.query_one(ThoughtBlock)
+    def thought(self) -> ThoughtBlock | None:
+        """A reply's reasoning block (None for a question)."""
+        return self._thought
+
+    def toggle_thought(self) -> bool:
+        """Unfold (or fold) the reply's reasoning; ``False`` if it has none."""
+        block = self.thought
+        if block is None or not block.display:
+            return False
+        block.toggle()
+        return True
 
     def refresh_header(self) -> None:
         self.query_one(".message-header", Static).update(self._header())
-        if not self.streaming:
+        if not self.streaming and self.thought is not None:
             self.thought.show(self.message)
         self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
@@ -138,14 +176,14 @@ class MessageView(Vertical, can_focus=True):
 
     def write_thought(self, chunk: str) -> None:
         """Streamed reasoning, into the folded block above the answer."""
-        if not self.thought.thinking and not self.thought.text:
-            self.refresh_bindings()  # Enter unfolds it from now on
         self.streaming = True
-        self.thought.write(chunk)
+        if self.thought is not None:
+            self.thought.write(chunk)
 
     async def write(self, chunk: str) -> None:
         """Append streamed text (Markdown.get_stream batches the re-rendering)."""
-        self.thought.answer_began()
+        if self.thought is not None:
+            self.thought.answer_began()
         if self._stream is None:
             self._stream = Markdown.get_stream(self.body)
             self.streaming = True
@@ -156,7 +194,6 @@ class MessageView(Vertical, can_focus=True):
             await self._stream.stop()
             self._stream = None
         self.streaming = False
-        self.thought.show(self.message)
         self.refresh_header()
 
     async def set_text(self, text: str) -> None:

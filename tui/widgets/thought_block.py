@@ -1,9 +1,12 @@
 """A reply's reasoning: a folded, dimmed block above its answer.
 
 Folded it is one line, ``▸ Thinking… 4 s`` while the model thinks and ``▸ Thought for
-12 s · 340 tokens`` after (``· stopped`` when the reply was stopped while thinking);
-Enter on the focused message or a click on the block unfolds it. The text is shown
-through :func:`tui.safe_text.visible` and drawn only while unfolded.
+12 s · 340 tokens`` after (``· stopped`` when the reply was stopped while thinking); a
+click on it, or the message's menu (Enter on the focused reply), unfolds it. The text is
+shown through :func:`tui.safe_text.visible` and drawn only while unfolded.
+
+One widget (a Static, hidden while there is no reasoning) rather than a header and a
+body: every reply has one, and a long conversation mounts hundreds of replies.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.events import Click
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -38,9 +39,9 @@ def summary(message: ChatMessage, thinking: bool, seconds: float | None) -> str:
     return " · ".join(parts)
 
 
-class ThoughtBlock(Vertical):
+class ThoughtBlock(Static):
     """The reasoning of one reply; hidden when it has none. ``expanded`` toggles the
-    ``-expanded`` CSS class (the stylesheet shows the text then)."""
+    ``-expanded`` CSS class and draws the text below the summary line."""
 
     expanded: reactive[bool] = reactive(False)
 
@@ -51,10 +52,6 @@ class ThoughtBlock(Vertical):
         self.thinking = False  # reasoning is streaming in and no answer yet
         self.started: float | None = None  # when streamed reasoning began
         self.ended: float | None = None
-
-    def compose(self) -> ComposeResult:
-        yield Static(classes="thought-header")
-        yield Static(classes="thought-body")
 
     def on_mount(self) -> None:
         self._refresh()
@@ -99,10 +96,12 @@ class ThoughtBlock(Vertical):
 
     def _refresh(self) -> None:
         self.display = bool(self.text) or self.thinking
-        if not self.is_mounted:
+        if not self.display:
             return
         arrow = "▾" if self.expanded else "▸"
         line = f"{arrow} {summary(self.message, self.thinking, self.seconds)}"
-        self.query_one(".thought-header", Static).update(Text(safe_text.one_line(line)))
+        shown = Text(safe_text.one_line(line), style="italic")
         if self.expanded:
-            self.query_one(".thought-body", Static).update(Text(safe_text.visible(self.text)))
+            shown.append("\n")
+            shown.append(safe_text.visible(self.text))
+        self.update(shown)
