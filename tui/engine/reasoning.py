@@ -148,17 +148,42 @@ def _parser_class() -> Any:
     return ResponseParser
 
 
+class TextRun:
+    """Text that grows by many small pieces (a server may send one character an event),
+    held compactly: the pieces are joined every 512, so a 16 MiB reply is a few
+    thousand strings rather than millions."""
+
+    __slots__ = ("blocks", "empty", "pending")
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.pending: list[str] = []
+        self.empty = True
+
+    def append(self, text: str) -> None:
+        self.pending.append(text)
+        self.empty = False
+        if len(self.pending) >= 512:
+            self.blocks.append("".join(self.pending))
+            self.pending.clear()
+
+    def __str__(self) -> str:
+        return "".join(self.blocks + self.pending)
+
+
 class ReplySplitter:
     """Feeds streamed reply text through transformers' ``ResponseParser`` and hands each
     piece on as :class:`Reasoning` or answer text.
 
     ``prefix`` is the prompt as sent: the parser starts from where the template left
-    the assistant's turn (``start_anchor``). The reasoning, and an answer that follows
-    reasoning, lose their leading blank space, and their trailing blank space is held
-    back until more of the part follows, so the pieces handed on add up to
-    :attr:`reasoning` and :attr:`answer` exactly. Should the parser fail part-way (a
-    malformed template), the rest of the reply is answer. Without a parser (a server
-    that sends the parts apart) :meth:`put` takes the pieces as they come.
+    the assistant's turn (``start_anchor``). Each part loses its leading blank space
+    (the blank lines around ``</think>``, a template's empty ``<think></think>`` when
+    thinking is off) and its trailing blank space is held back until more of the part
+    follows, so the pieces handed on add up to :attr:`reasoning` and :attr:`answer`
+    exactly. Should the parser fail part-way (a malformed template), the rest of the
+    reply is answer. Without a parser (a server that sends the parts apart) :meth:`put`
+    takes the pieces; an answer with no reasoning before it passes as it comes, as
+    before there were reasoning models.
     """
 
     def __init__(
@@ -172,8 +197,8 @@ class ReplySplitter:
         self.clock = clock
         self.started = clock()
         self.thought_at: float | None = None  # when the reasoning ended
-        self._parts: dict[bool, list[str]] = {True: [], False: []}  # joined when asked
-        self._held = {True: "", False: ""}
+        self._parts = {True: TextRun(), False: TextRun()}  # joined when asked
+        self._held = {True: TextRun(), False: TextRun()}
         self.thinking = False  # inside the reasoning now
         self.had_reasoning = False
         self._broken = parser is None
@@ -202,11 +227,11 @@ class ReplySplitter:
 
     @property
     def reasoning(self) -> str:
-        return "".join(self._parts[True])
+        return str(self._parts[True])
 
     @property
     def answer(self) -> str:
-        return "".join(self._parts[False])
+        return str(self._parts[False])
 
     @property
     def thought_seconds(self) -> float | None:
@@ -241,7 +266,7 @@ class ReplySplitter:
         if self.thinking or (self.had_reasoning and self.thought_at is None):
             self.thought_at = self.clock()
         self.thinking = False
-        self._held = {True: "", False: ""}
+        self._held = {True: TextRun(), False: TextRun()}
 
     def _route(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -265,16 +290,24 @@ class ReplySplitter:
             return
         if thought:
             self.had_reasoning = True
-        elif not self.had_reasoning:  # an answer alone is passed on as it comes
-            self._send(False, text)
+        elif self.parser is None and not self.had_reasoning:
+            self._send(False, text)  # a server's answer alone is passed on as it comes
             return
-        text = self._held[thought] + text
-        if not self._parts[thought]:
-            text = text.lstrip()
+        if self._parts[thought].empty:
+            text = text.lstrip()  # nothing is held yet: the part has not begun
         body = text.rstrip()
-        self._held[thought] = text[len(body) :]
-        if body:
-            self._send(thought, body)
+        held = self._held[thought]
+        if not body:  # blank: kept back (a run of pieces, never copied per piece)
+            if text:
+                held.append(text)
+            return
+        trailing = text[len(body) :]
+        if not held.empty:
+            body = str(held) + body
+            self._held[thought] = held = TextRun()
+        if trailing:
+            held.append(trailing)
+        self._send(thought, body)
 
     def _send(self, thought: bool, text: str) -> None:
         if not thought and self.had_reasoning and self.thought_at is None:
