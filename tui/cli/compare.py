@@ -43,7 +43,7 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
 
     def on_text(index: int, chunk: str) -> None:
         if isinstance(chunk, Reasoning):  # stderr with --show-thinking; never stdout
-            turn.think(chunk)
+            turn.think(chunk, f"[{one_line(labels.get(index, f'#{index}'))} thinking]")
             return
         turn.thinking_done()
         if index != shown["index"]:
@@ -53,6 +53,10 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
             turn.write(f"[{one_line(labels.get(index, f'#{index}'))}]\n", raw=True)
             shown["open"] = True
         turn.write(chunk)
+
+    def on_reply(_reply) -> None:
+        turn.thinking_done()  # the next reply's reasoning gets its own heading
+        end_reply()
 
     def on_progress(step) -> None:
         if step.stage in ("loading", "restoring") and step.fraction is not None:
@@ -71,7 +75,7 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
             stop_event=turn.stop,
             on_progress=on_progress,
             on_text=on_text,
-            on_reply=lambda reply: end_reply(),
+            on_reply=on_reply,
         )
 
     try:

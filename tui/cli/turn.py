@@ -62,13 +62,16 @@ class Turn:
             self.closed = exc
             self.stop.set()
 
-    def think(self, text: str) -> None:
+    def think(self, text: str, heading: str | None = None) -> None:
         """A piece of the model's reasoning: on stderr, sanitized, with
-        ``--show-thinking``; else nowhere."""
+        ``--show-thinking``; else nowhere. ``heading`` (which reply thinks, for
+        --compare) goes on a line of its own before a new run of reasoning."""
         if not self.show_thinking:
             return
         if self._thinking is None:
             self._thinking = StreamStripper()
+            if heading:
+                self._stderr(heading + "\n")
         self._stderr(self._thinking.feed(text))
 
     def thinking_done(self) -> None:
