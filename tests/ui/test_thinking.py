@@ -40,6 +40,8 @@ async def test_the_reasoning_is_folded_above_the_answer_and_unfolds(
         await ui.wait_until(pilot, lambda: app.focused is view, "the reply focused")
         await ui.press(pilot, "enter")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), "the menu")
+        menu = ui.screen_text(app)
+        assert "Unfold its reasoning (t)" in menu and "Back (escape)" in menu
         await ui.press(pilot, "t")  # unfolds the reasoning
         await ui.wait_until(pilot, lambda: view.thought.expanded, "the reasoning unfolded")
         await ui.wait_until(

@@ -711,10 +711,8 @@ class ChatPane(Vertical):
             choices["edit"] = ("e", "Edit this question (sending it makes a new version)")
         choices["copy"] = ("y", "Copy this message")
         block = view.thought
-        if block is not None and block.display:
-            fold = "Fold" if block.expanded else "Unfold"
-            choices["thought"] = ("t", f"{fold} its reasoning (a click on it does too)")
-            choices["copy_thought"] = ("r", "Copy its reasoning")
+        if block is not None and block.display:  # one line: the menu fits 80x24
+            choices["thought"] = ("t", f"{'Fold' if block.expanded else 'Unfold'} its reasoning")
         choices["back"] = ("escape", "Back")
         preview = safe_text.one_line(message.content, 60)
         message_id = message.id
@@ -736,16 +734,11 @@ class ChatPane(Vertical):
                 clipboard.copy(self.app, safe_text.fix_surrogates(current.content))
                 self.notify(f"Copied the message ({len(current.content)} characters).")
                 self.focus_prompt()
-            elif answer == "copy_thought" and current.reasoning:
-                clipboard.copy(self.app, safe_text.fix_surrogates(current.reasoning))
-                self.notify(f"Copied the reasoning ({len(current.reasoning)} characters).")
-                self.focus_prompt()
             elif answer == "thought":
                 shown = self._live(view)
-                if shown is not None and shown.toggle_thought():
-                    self.focus_message(shown)  # stay on the reply: Enter, t folds it again
-                else:
-                    self.focus_prompt()
+                if shown is not None:
+                    shown.toggle_thought()
+                self.focus_prompt()
             else:
                 self.focus_prompt()
 
