@@ -4,6 +4,9 @@ too) and goes back to the engine with the reply; ctrl+y copies the answer alone.
 
 from __future__ import annotations
 
+import re
+import signal
+
 import pytest
 
 from tui.engine.reasoning import Reasoning
@@ -108,3 +111,27 @@ async def test_enable_thinking_reaches_the_engine_from_set(make_app, engine, ui)
         await ui.send(pilot, "/set enable_thinking=false")
         await ui.send(pilot, "Hi")
         assert engine.calls[-1].settings["enable_thinking"] is False
+
+
+async def test_a_quit_while_thinking_keeps_the_thought_and_shows_it_again(
+    make_app, engine, dirs, ui
+) -> None:
+    engine.replies = [[Reasoning("Weighing"), Reasoning(" the options"), *ANSWER]]
+    engine.hold_after = 2
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ui.paste(pilot, "Think first")
+        await pilot.press("enter")
+        await ui.wait_until(pilot, lambda: engine.held == 1, "the model thinking")
+        await ui.wait_until(
+            pilot, lambda: "Thinking…" in ui.screen_text(app), "the thinking line drawn"
+        )
+        app.save_and_exit(signal.SIGTERM)
+        await pilot.pause()
+    app = make_app()  # the reply as kept, when the tab is reopened
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ui.wait_until(pilot, lambda: "Thought" in ui.screen_text(app), "the reply")
+        view = last_reply(app)
+        assert view.message.reasoning == "Weighing the options"
+        assert (view.message.content, view.message.stop_reason) == ("", "interrupted")
+        assert re.search(r"▸ Thought for \d+ s · interrupted", ui.screen_text(app))

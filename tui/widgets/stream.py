@@ -319,6 +319,9 @@ class ReplyStream:
                 "stop_reason": StopReason.INTERRUPTED,
                 "reasoning": self.thought or None,
             }
+            block = self.view.thought if self.view is not None else None
+            if self.thought and block is not None and block.seconds is not None:
+                meta["reasoning_seconds"] = block.seconds  # as long as it was shown thinking
             reply = self._keep(self.partial, meta)
         if self.view is not None and self.view.is_attached:
             self.view.message = reply
