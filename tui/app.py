@@ -107,6 +107,8 @@ class ChatApp(App):
         self._main: MainScreen | None = None
         self._theme_ready = False
         self._early_input = EarlyInput()  # keys typed before the tabs exist
+        self.crashed = False  # by an unexpected error (see tui.crash)
+        self.crash_log: Path | None = None
 
     def get_default_screen(self) -> StartScreen:
         """What paints first (see :mod:`.screens.start`); the main screen replaces it
@@ -237,6 +239,24 @@ class ChatApp(App):
                 timeout=15,
             )
 
+    def _handle_exception(self, error: Exception) -> None:
+        """An error nothing handled: save every conversation and log it (see tui.crash)."""
+        from . import crash
+
+        if not self.crashed:
+            self.crashed = True
+            crash.rescue(self._main)
+            self.crash_log = crash.write_log(error)
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        from . import crash
+
+        if self.crashed and "debug" not in self.features:
+            self._exit_renderables.clear()  # the traceback is in the log
+            self.error_console.print(crash.sentence(self.crash_log), markup=False)
+        super()._print_error_renderables()
+
     def _install_signal_handlers(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -251,11 +271,10 @@ class ChatApp(App):
         shutdown cannot finish (a terminal that is gone can hold it forever)."""
         from .terminal import exit_soon
 
+        from .crash import rescue
+
         code = 128 + sig if sig else 0
-        if self._main is not None:
-            for pane in self._main.panes():
-                pane.interrupt_and_save(rescue=True)
-            self._main.remember_tabs()
+        rescue(self._main)
         if not self.is_headless:  # a real terminal (not a test's headless run)
             exit_soon(code)
         self.exit(return_code=code)

@@ -103,8 +103,26 @@ def test_a_closed_pipe_stops_quietly_and_keeps_the_reply(test_env, tiny_llama_di
     proc.wait(timeout=60)
     assert time.monotonic() - started < 30, "kept generating for nobody"
     assert err == b"", err.decode()
-    assert proc.returncode == 1
+    assert proc.returncode == 141  # 128 + SIGPIPE, as `git log | head -1`
     assert the_reply(tmp_path)[-1].stop_reason == "interrupted"
+
+
+def test_a_listing_into_a_closed_pipe_ends_quietly_with_141(test_env, tmp_path) -> None:
+    """`chat-tui --list | head -1`, the reader gone before the listing is written."""
+    store = SessionStore(tmp_path)
+    for number in range(3):
+        conversation = store.new(title=f"conversation {number}")
+        conversation.append("user", "hi")
+        store.save(conversation)
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "tui.cli", "--data-dir", str(tmp_path), "--list"],
+            stdout=stdout, stderr=subprocess.PIPE, env=test_env, timeout=120,
+        )  # fmt: skip
+    assert done.stderr == b"", done.stderr.decode()
+    assert done.returncode == 141
 
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
