@@ -114,6 +114,24 @@ def test_cut_by_max_new_tokens_while_thinking(prefill, greedy) -> None:
     assert result.stats.reasoning_tokens == 3
 
 
+@pytest.mark.parametrize(
+    ("content", "more"),
+    [("Par", " Paris."), ("", "Paris.")],  # stopped in the answer; stopped while thinking
+)
+def test_a_continued_reply_brings_only_what_is_new(qwen3, greedy, content, more) -> None:
+    """The prompt holds the reply so far (the template writes its reasoning, closed):
+    the parser starts from there, and none of it comes back as new text."""
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": content, "reasoning_content": "so France"},
+    ]
+    pieces: list[str] = []
+    request = ChatRequest(messages, settings=greedy("max_new_tokens=20"), continue_final=True)
+    result = qwen3.chat(request, on_text=pieces.append)
+    assert (result.reasoning, result.text) == ("", more)
+    assert "".join(pieces) == more and result.stats.reasoning_tokens is None
+
+
 def history(engine: LocalEngine, greedy, *assignments: str) -> Conversation:
     """A conversation whose first reply came from ``engine``, stored as the app stores
     it, and a second question."""

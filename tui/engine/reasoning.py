@@ -201,8 +201,11 @@ class ReplySplitter:
         self._held = {True: TextRun(), False: TextRun()}
         self.thinking = False  # inside the reasoning now
         self.had_reasoning = False
+        self._begun = {True: False, False: False}  # a part already has words
         self._broken = parser is None
-        self._route(getattr(parser, "initial_events", []) or [])
+        # the prompt's own events (the template's "<think>\n", or a continued reply's
+        # reasoning and answer so far): where the reply starts, never new text
+        self._route(getattr(parser, "initial_events", []) or [], prompt=True)
         if not self.thinking:  # reasoning the template opened and closed (thinking off)
             self.thought_at, self.had_reasoning = None, False
 
@@ -268,9 +271,13 @@ class ReplySplitter:
         self.thinking = False
         self._held = {True: TextRun(), False: TextRun()}
 
-    def _route(self, events: Iterable[dict[str, Any]]) -> None:
+    def _route(self, events: Iterable[dict[str, Any]], prompt: bool = False) -> None:
         for event in events:
             kind, field = event.get("type"), event.get("field")
+            if prompt and kind == "region_chunk":
+                if (event.get("text") or "").strip():  # continued: no blank to strip
+                    self._begun[field in REASONING_FIELDS] = True
+                continue
             if field in REASONING_FIELDS:
                 if kind == "region_open":
                     self.thinking = self.had_reasoning = True
@@ -293,7 +300,7 @@ class ReplySplitter:
         elif self.parser is None and not self.had_reasoning:
             self._send(False, text)  # a server's answer alone is passed on as it comes
             return
-        if self._parts[thought].empty:
+        if self._parts[thought].empty and not self._begun[thought]:
             text = text.lstrip()  # nothing is held yet: the part has not begun
         body = text.rstrip()
         held = self._held[thought]
