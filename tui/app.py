@@ -269,9 +269,8 @@ class ChatApp(App):
         """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): keep every reply
         being streamed, save, quit; and once saved, end within seconds even if the
         shutdown cannot finish (a terminal that is gone can hold it forever)."""
-        from .terminal import exit_soon
-
         from .crash import rescue
+        from .terminal import exit_soon
 
         code = 128 + sig if sig else 0
         rescue(self._main)
