@@ -32,6 +32,7 @@ from tui.app import ChatApp
 from tui.engine.errors import EngineError
 from tui.engine.generation import GenerationResult, GenerationStats, TurnInfo
 from tui.engine.protocol import Capabilities, ChatEngine, ChatRequest
+from tui.engine.reasoning import Reasoning, parts
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
 from tui.reasons import StopReason
@@ -210,7 +211,11 @@ class FakeEngine(ChatEngine):
         if conversation_id is not None:
             with self._lock:
                 self.cache[conversation_id] = 4096 * (stats.prompt_tokens + len(sent))
-        return GenerationResult("".join(sent), stats)
+        thought, said = parts(sent)  # Reasoning chunks are the reply's thinking
+        if thought:
+            stats.reasoning_tokens = sum(isinstance(c, Reasoning) for c in sent)
+            stats.reasoning_seconds = 12.0
+        return GenerationResult(said, stats, reasoning=thought)
 
     def forget(self, conversation_id: str) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     try:
         model, settings_args = split_positionals(ns.args)
+        if ns.think is not None:  # the chat template's switch, as enable_thinking=...
+            settings_args = [*settings_args, f"enable_thinking={str(ns.think).lower()}"]
         given = spec_overrides(ns, model)
         config = AppConfig.load()
         spec = choose_spec(given, None if ns.endpoint else config.model)

@@ -95,11 +95,17 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
 
         return run_compare(ns, engine, turn, progress)
 
+    from ..engine.reasoning import Reasoning, parts
+
     received: list[str] = []
 
     def on_text(chunk: str) -> None:
         received.append(chunk)
-        turn.write(chunk)
+        if isinstance(chunk, Reasoning):
+            turn.think(chunk)
+        else:
+            turn.thinking_done()
+            turn.write(chunk)
 
     request = ChatRequest(conv.chat_messages(), conv.system_prompt or None)
     try:
@@ -107,7 +113,10 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     except EngineError as exc:
         error(str(exc))
         return EXIT_ERROR
-    text = "".join(received) if result is None or turn.interrupts.received else result.text
+    thought, text = parts(received)
+    if result is not None and not turn.interrupts.received:
+        thought, text = result.reasoning, result.text
+    turn.thinking_done()
     turn.finish_text()
     if text and not text.endswith("\n"):
         turn.write("\n")
@@ -117,7 +126,7 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     else:
         reason = StopReason(stats.stop_reason) if stats else StopReason.ERROR
     fields = stats.message_fields() if stats else {}
-    fields.update(stop_reason=reason)
+    fields.update(stop_reason=reason, reasoning=thought or None)
     conv.append(
         "assistant",
         text,

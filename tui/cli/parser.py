@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
     )
     chat.add_argument(
+        "--think",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let a reasoning model think before it answers, or not (the chat template's "
+        "enable_thinking; default: the template's own)",
+    )
+    chat.add_argument(
+        "--show-thinking",
+        action="store_true",
+        help="one-shot: stream a reasoning model's thinking to stderr (stdout gets the "
+        "answer alone)",
+    )
+    chat.add_argument(
         "--compare",
         action="append",
         metavar="SPEC",

@@ -105,6 +105,7 @@ def run_replay(ns: argparse.Namespace, start, given: dict[str, object]) -> int:
                 message.provenance or {},
                 system_prompt=conv.system_prompt or None,
                 saved_stop_reason=message.stop_reason,
+                saved_reasoning=message.reasoning or "",
                 progress=progress,
                 stop_event=stop,
                 spec=spec,

@@ -7,11 +7,11 @@ import secrets
 import threading
 from collections.abc import Iterator, Sequence
 
-from . import chat_format, generation, loader, memory, provenance
+from . import chat_format, generation, loader, memory, provenance, reasoning
 from .errors import EngineError
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText
-from .settings import EffectiveSettings, GenerationSettings
+from .settings import EffectiveSettings, GenerationSettings, is_template_kwarg
 from .spec import ModelSpec
 
 
@@ -98,16 +98,29 @@ class LocalEngine(ChatEngine):
         messages: Sequence[dict[str, str]],
         system_prompt: str | None = None,
         continue_final: bool = False,
+        settings: GenerationSettings | None = None,
     ) -> chat_format.Prompt:
         loaded = self.require_model()
         return chat_format.build_prompt(
-            loaded.tokenizer, messages, system_prompt, loaded.chat_template, continue_final
+            loaded.tokenizer,
+            messages,
+            system_prompt,
+            loaded.chat_template,
+            continue_final,
+            (settings or self.settings).template_kwargs(),
         )
 
     def count_tokens(
         self, messages: Sequence[dict[str, str]], system_prompt: str | None = None
     ) -> int:
         return len(self.build_prompt(messages, system_prompt).ids)
+
+    def response_template(self) -> dict | None:
+        """How the loaded model's replies split into reasoning and answer (see
+        :mod:`.reasoning`), or None."""
+        loaded = self.require_model()
+        model_type = getattr(getattr(loaded.model, "config", None), "model_type", None)
+        return reasoning.response_template(loaded.tokenizer, model_type)
 
     def effective_settings(self, settings: GenerationSettings | None = None) -> EffectiveSettings:
         """The settings a turn on the loaded model uses: its own generation_config,
@@ -139,6 +152,7 @@ class LocalEngine(ChatEngine):
             context_limit=loaded.context_limit,
             max_new_tokens=wanted,
             max_new_tokens_is_users=effective.sources.get("max_new_tokens") == "user",
+            template_kwargs=(settings or self.settings).template_kwargs(),
         )
         info = generation.TurnInfo(
             prompt_tokens=len(fitted.prompt.ids),
@@ -205,21 +219,29 @@ class LocalEngine(ChatEngine):
             if seed is None and kwargs.get("do_sample", effective.values.get("do_sample")):
                 # a sampled turn is reproducible only with its seed: draw one and keep it
                 seed, drawn = secrets.randbelow(2**32), True
+            template = self.response_template()
+            splitter = reasoning.ReplySplitter.create(template, prompt.text, on_text)
             result = generation.generate(
                 loaded,
                 prompt.ids,
                 kwargs,
                 stop_event=event,
-                on_text=on_text,
+                on_text=splitter.feed if splitter is not None else on_text,
                 cache_store=self.kv_cache if self.reuse_cache else None,
                 cache_key=request.conversation_id,
                 stop_strings=prompt.stop_strings,
                 seed=seed,
                 assistant_model=assistant.model if assistant else None,
+                special_tokens=splitter is not None,
             )
+            if splitter is not None and template is not None:
+                self._split(result, splitter, template, prompt.text)
             result.stats.dropped_messages = info.dropped_messages
             result.notices.extend(info.notices)
             used = dict(effective.values)
+            used.update(  # the chat-template switches shape the prompt: a replay needs them
+                (k, v) for k, v in active.values.items() if is_template_kwarg(k)
+            )
             for name in ("max_new_tokens", "min_new_tokens", "prompt_lookup_num_tokens"):
                 if kwargs.get(name) is not None:
                     used[name] = kwargs[name]
@@ -237,6 +259,23 @@ class LocalEngine(ChatEngine):
             return result
         finally:
             self._generate_lock.release()
+
+    def _split(
+        self,
+        result: generation.GenerationResult,
+        splitter: reasoning.ReplySplitter,
+        template: dict,
+        prefix: str,
+    ) -> None:
+        """The reply as its two parts, and the tokens and time the reasoning took."""
+        splitter.finish()
+        result.text, result.reasoning = splitter.answer, splitter.reasoning
+        if splitter.had_reasoning:
+            loaded = self.require_model()
+            result.stats.reasoning_seconds = splitter.thought_seconds
+            result.stats.reasoning_tokens = reasoning.count_reasoning_tokens(
+                loaded.tokenizer, template, prefix, result.token_ids
+            )
 
     # -- holding the model for a series of calls ---------------------------------------
     @contextlib.contextmanager

@@ -75,12 +75,21 @@ class ChatMessage:
     # how the reply was made (model, precision, device, settings, seed, versions): a
     # table of values, lists and one level of sub-tables; see tui.engine.provenance
     provenance: dict[str, Any] | None = None
+    # a reasoning model's thinking before its answer (``content``), the tokens and the
+    # seconds it took; later turns hand it to the chat template as ``reasoning_content``
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
+    reasoning_seconds: float | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.stop_reason in ("stopped", "interrupted", "error")
 
     def as_chat(self) -> dict[str, str]:
+        """The message as a chat template (or a server) takes it: role and content, and a
+        reply's reasoning as ``reasoning_content``, the field templates read."""
+        if self.reasoning and self.role == "assistant":
+            return {"role": self.role, "content": self.content, "reasoning_content": self.reasoning}
         return {"role": self.role, "content": self.content}
 
 
@@ -360,6 +369,9 @@ MESSAGE_FIELDS = (
     "weights_bytes",
     "peak_bytes",
     "provenance",
+    "reasoning",
+    "reasoning_tokens",
+    "reasoning_seconds",
 )
 
 

@@ -313,18 +313,22 @@ class ChatPane(Vertical):
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         message.stop()
-        await self.stream.show(message.text)
+        await self.stream.show(message.text, message.reasoning)
 
     async def on_generation_finished(self, message: GenerationFinished) -> None:
         message.stop()
         result = message.result
-        await self._reply_ended(result.text, result.stats, result.notices)
+        await self._reply_ended(result.text, result.stats, result.notices, result.reasoning)
 
     async def _reply_ended(
-        self, text: str, stats: GenerationStats | None, notices: list[str] | None = None
+        self,
+        text: str,
+        stats: GenerationStats | None,
+        notices: list[str] | None = None,
+        reasoning: str = "",
     ) -> None:
         """The reply ended (or its worker failed): keep it, save, say what went wrong."""
-        if not await self.stream.finish(text, stats):
+        if not await self.stream.finish(text, stats, reasoning):
             return
         self.save()
         await self.show_merged()
@@ -363,7 +367,7 @@ class ChatPane(Vertical):
             from ..engine.generation import GenerationStats
 
             stats = GenerationStats(stop_reason=StopReason.ERROR, error=problem)
-            await self._reply_ended(self.stream.partial, stats)
+            await self._reply_ended(self.stream.partial, stats, reasoning=self.stream.thought)
 
     def mark_outside_context(self, dropped: int) -> None:
         """Dim the oldest ``dropped`` messages the model did not see this turn."""
@@ -525,7 +529,12 @@ class ChatPane(Vertical):
             self.notify("No reply to copy.", severity="warning")
             return
         text, label = reply.content, "the last reply"
-        if what.startswith("code"):
+        if what.startswith("think") or what.startswith("reason"):
+            if not reply.reasoning:
+                self.notify("The last reply has no reasoning.", severity="warning")
+                return
+            text, label = reply.reasoning, "the last reply's reasoning"
+        elif what.startswith("code"):
             blocks = clipboard.code_blocks(reply.content)
             if not blocks:
                 self.notify("The last reply has no code block.", severity="warning")
@@ -702,6 +711,9 @@ class ChatPane(Vertical):
         if message.role == "user":
             choices["edit"] = ("e", "Edit this question (sending it makes a new version)")
         choices["copy"] = ("y", "Copy this message")
+        block = view.thought
+        if block is not None and block.display:  # one line: the menu fits 80x24
+            choices["thought"] = ("t", f"{'Fold' if block.expanded else 'Unfold'} its reasoning")
         choices["back"] = ("escape", "Back")
         preview = safe_text.one_line(message.content, 60)
         message_id = message.id
@@ -722,6 +734,11 @@ class ChatPane(Vertical):
             elif answer == "copy":
                 clipboard.copy(self.app, safe_text.fix_surrogates(current.content))
                 self.notify(f"Copied the message ({len(current.content)} characters).")
+                self.focus_prompt()
+            elif answer == "thought":
+                shown = self._live(view)
+                if shown is not None:
+                    shown.toggle_thought()
                 self.focus_prompt()
             else:
                 self.focus_prompt()

@@ -1,4 +1,5 @@
-"""One message: a header line (role, model, stats) and a Markdown body that streams.
+"""One message: a header line (role, model, stats), a reply's reasoning folded
+(:class:`~.thought_block.ThoughtBlock`) and a Markdown body that streams.
 
 The text is shown through :func:`tui.safe_text.visible`: a reply's escape sequences
 and control characters appear as placeholders and never reach the terminal; the
@@ -21,6 +22,7 @@ from textual.widgets import Markdown, Static
 from .. import safe_text
 from ..reasons import cut_short
 from ..store.model import ChatMessage
+from .thought_block import ThoughtBlock
 
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -105,6 +107,8 @@ class MessageView(Vertical, can_focus=False):
         self.version = version
         self._stream = None
         self._typing = False  # text typed here went to the prompt; the keys after it too
+        assistant = message.role == "assistant"
+        self._thought = ThoughtBlock(message, classes="thought") if assistant else None
 
     def set_outside_context(self, outside: bool) -> None:
         if outside != self.has_class("-outside-context"):
@@ -148,6 +152,8 @@ class MessageView(Vertical, can_focus=False):
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
+        if self._thought is not None:
+            yield self._thought
         yield Markdown(safe_text.visible(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
@@ -160,8 +166,23 @@ class MessageView(Vertical, can_focus=False):
     def body(self) -> Markdown:
         return self.query_one(".message-body", Markdown)
 
+    @property
+    def thought(self) -> ThoughtBlock | None:
+        """A reply's reasoning block (None for a question)."""
+        return self._thought
+
+    def toggle_thought(self) -> bool:
+        """Unfold (or fold) the reply's reasoning; ``False`` if it has none."""
+        block = self.thought
+        if block is None or not block.display:
+            return False
+        block.toggle()
+        return True
+
     def refresh_header(self) -> None:
         self.query_one(".message-header", Static).update(self._header())
+        if not self.streaming and self.thought is not None:
+            self.thought.show(self.message)
         self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
     def on_mount(self) -> None:
@@ -170,8 +191,16 @@ class MessageView(Vertical, can_focus=False):
     def watch_streaming(self, streaming: bool) -> None:
         self.set_class(streaming, "streaming")
 
+    def write_thought(self, chunk: str) -> None:
+        """Streamed reasoning, into the folded block above the answer."""
+        self.streaming = True
+        if self.thought is not None:
+            self.thought.write(chunk)
+
     async def write(self, chunk: str) -> None:
         """Append streamed text (Markdown.get_stream batches the re-rendering)."""
+        if self.thought is not None:
+            self.thought.answer_began()
         if self._stream is None:
             self._stream = Markdown.get_stream(self.body)
             self.streaming = True

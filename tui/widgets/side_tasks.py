@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
+from ..engine.reasoning import Reasoning
 from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.model import ChatMessage
@@ -71,11 +72,17 @@ class Comparing:
     texts: list[str]
     finished: dict[int, dict[str, Any]] = field(default_factory=dict)
     """The stored fields of each reply already measured, by index."""
+    thoughts: dict[int, str] = field(default_factory=dict)
+    """The reasoning each reply has shown so far, by index."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def shown(self, index: int, text: str) -> None:
         with self.lock:
-            if 0 <= index < len(self.texts):
+            if not 0 <= index < len(self.texts):
+                return
+            if isinstance(text, Reasoning):
+                self.thoughts[index] = self.thoughts.get(index, "") + text
+            else:
                 self.texts[index] += text  # what was shown, should the app close now
 
     def measured(self, reply: Any) -> None:
@@ -85,10 +92,13 @@ class Comparing:
 
     def partial_replies(self) -> list[tuple[str, str, dict[str, Any]]]:
         with self.lock:
-            return [
-                (label, text, dict(self.finished.get(index, {"stop_reason": StopReason.STOPPED})))
-                for index, (label, text) in enumerate(zip(self.labels, self.texts, strict=True))
-            ]
+            out = []
+            for index, (label, text) in enumerate(zip(self.labels, self.texts, strict=True)):
+                fields = dict(self.finished.get(index, {"stop_reason": StopReason.STOPPED}))
+                if self.thoughts.get(index) and not fields.get("reasoning"):
+                    fields["reasoning"] = self.thoughts[index]
+                out.append((label, text, fields))
+            return out
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,7 @@ class ReplayJob:
     stop: threading.Event
     spec: ModelSpec | None = None  # None: the snapshot's own, made safe
     allow_download: bool = False
+    saved_reasoning: str = ""  # the reply's thinking, made again too
 
 
 def run_replay(controller: ModelController, job: ReplayJob, post: Post) -> None:
@@ -204,6 +215,7 @@ def run_replay(controller: ModelController, job: ReplayJob, post: Post) -> None:
             progress=progress,
             spec=job.spec,
             allow_download=job.allow_download,
+            saved_reasoning=job.saved_reasoning,
         )
         post(SideTaskEnded(report))
     except EngineError as exc:
@@ -378,7 +390,7 @@ class SideTasks:
         if parent is not None and conv.get(parent) is None:
             parent = None  # cleared meanwhile: nothing to hang them on
         for label, text, fields in replies:
-            if not text and fields.get("error") is None:
+            if not text and not fields.get("reasoning") and fields.get("error") is None:
                 continue
             if fields.get("stop_reason") == StopReason.STOPPED:
                 fields["stop_reason"] = cut
@@ -510,6 +522,7 @@ class SideTasks:
             pane.stop_event,
             spec,
             allow_download,
+            reply.reasoning or "",
         )
         pane.replay_in_thread(pane.controller, job)
 
