@@ -378,27 +378,43 @@ class SideTasks:
         )
         pane.compare_in_thread(pane.controller, job)
 
-    def keep_compared(self, replies: list[tuple[str, str, dict[str, Any]]], cut: str) -> int:
+    def keep_compared(
+        self, replies: list[tuple[str, str, dict[str, Any]]], cut: str
+    ) -> tuple[int, int]:
         """Add a comparison's replies (label, text, stored fields) as siblings of the
-        turn's reply, leaving the active branch as it is. ``cut`` is the stop reason
-        for a reply that was stopped. The number kept."""
+        turn's reply, leaving the active branch as it is; a reply the same as a version
+        already there (the greedy reply its reference reproduced, or a comparison run
+        twice) is not kept again. ``cut`` is the stop reason for a reply that was
+        stopped. (The number kept, the number that were versions already.)"""
         comparing, self.comparing = self.comparing, None
         if comparing is None:
-            return 0
+            return 0, 0
         conv = self.pane.conversation
-        parent, kept = comparing.parent, 0
+        parent, kept, same = comparing.parent, 0, 0
         if parent is not None and conv.get(parent) is None:
             parent = None  # cleared meanwhile: nothing to hang them on
-        for label, text, fields in replies:
+        # what each version says, unlabelled (the reply compared) or under its label
+        there = {
+            (label, m.content, m.reasoning or "")
+            for m in conv.children().get(parent, [])
+            if m.role == "assistant" and not m.interrupted
+            for label in {None, m.label}
+        }
+        for index, (label, text, fields) in enumerate(replies):
             if not text and not fields.get("reasoning") and fields.get("error") is None:
                 continue
+            said = (text, fields.get("reasoning") or "")
             if fields.get("stop_reason") == StopReason.STOPPED:
                 fields["stop_reason"] = cut
+            elif (None if index == 0 else label, *said) in there:
+                same += 1  # the reference reproduced a version, or the same run again
+                continue
             fields["label"] = label
             if parent is not None:
                 conv.add_child(parent, "assistant", text, make_head=False, **fields)
+                there.add((label, *said))
                 kept += 1
-        return kept
+        return kept, same
 
     async def compared(self, comparison: Any, problem: str) -> None:
         """The comparison ended: keep its replies as versions of the turn, save, and
@@ -406,17 +422,18 @@ class SideTasks:
         from ..screens.comparison import ComparisonScreen
 
         pane = self.pane
-        kept = 0
+        kept = same = 0
         if comparison is not None and self.comparing is not None:
             replies = [(r.label, r.text, stored_fields(r)) for r in comparison.replies]
-            kept = self.keep_compared(replies, StopReason.STOPPED)
+            kept, same = self.keep_compared(replies, StopReason.STOPPED)
         self.comparing = None
-        saved = ""
+        saved = f"{same} already a version of this turn, not kept twice" if same else ""
         if kept:
-            saved = (
-                f"{kept} replies kept as versions of this turn (←/→ on the reply)"
+            what = "1 reply kept as a version" if kept == 1 else f"{kept} replies kept as versions"
+            saved = "; ".join(
+                filter(None, [f"{what} of this turn (←/→ on the reply)", saved])
                 if pane.save()
-                else "NOT SAVED (see the notice)"
+                else ["NOT SAVED (see the notice)"]
             )
             await pane.rebuild()
         for screen in pane.app.screen_stack:
