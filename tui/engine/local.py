@@ -201,8 +201,6 @@ class LocalEngine(ChatEngine):
             prompt, info = self.prepare_turn(
                 request.messages, request.system_prompt, active, continue_final
             )
-            if on_start is not None:
-                on_start(info)
             kwargs = dict(info.settings.kwargs) if info.settings else active.generation_kwargs()
             if info.max_new_tokens is not None:
                 kwargs["max_new_tokens"] = info.max_new_tokens
@@ -214,6 +212,12 @@ class LocalEngine(ChatEngine):
                 kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup
             assistant = self.assistant if speculative else None
             effective = info.settings or active.effective(None)
+            if kwargs.get("prompt_lookup_num_tokens"):
+                blocked = generation.lookup_blocked({**effective.values, **kwargs})
+                if blocked:
+                    info.notices.append(blocked)
+            if on_start is not None:
+                on_start(info)
             seed = active.values.get("seed")
             drawn = False
             if seed is None and kwargs.get("do_sample", effective.values.get("do_sample")):

@@ -327,14 +327,17 @@ class ChatPane(Vertical):
         notices: list[str] | None = None,
         reasoning: str = "",
     ) -> None:
-        """The reply ended (or its worker failed): keep it, save, say what went wrong."""
+        """The reply ended (or its worker failed): keep it, save, say what went wrong
+        (a notice shown as the turn started is not shown twice)."""
+        shown = set(self.stream.turn.notices) if self.stream.turn is not None else set()
         if not await self.stream.finish(text, stats, reasoning):
             return
         self.save()
         await self.show_merged()
         self.post_message(self.ReplyFinished(self))
         for notice in notices or []:
-            self.notify(notice, timeout=6)
+            if notice not in shown:
+                self.notify(notice, timeout=6)
         if stats is not None and stats.error:
             self.notify(stats.error, title="Generation failed", severity="error", timeout=10)
 
