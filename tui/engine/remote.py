@@ -86,7 +86,9 @@ DEFAULT_TIMEOUT = 60.0
 POLL = 0.05  # the longest the caller waits before the stop event is checked again
 MAX_HEADERS = 64 * 1024  # all response headers together
 MAX_LINE = 1 << 20  # one event-stream line (an OpenAI chunk is well under 1 KiB)
-MAX_REPLY = 16 << 20  # a reply's text in UTF-8 bytes, whatever was asked for
+# a reply's text in UTF-8 bytes, whatever was asked for: well under a conversation
+# file's limit (store.MAX_FILE_BYTES, 16 MiB), so that what was received can be saved
+MAX_REPLY = 2 << 20
 MIN_REPLY = 64 * 1024  # the least a reply may hold before it counts as oversized
 BYTES_PER_TOKEN = 64  # allowance per requested token (the longest real tokens are ~16)
 MAX_ERROR_BODY = 64 * 1024  # how much of an error answer is read

@@ -425,7 +425,9 @@ class SessionStore:
 
     def _write(self, conv: Conversation, path: Path) -> None:
         previous = conv.revision
-        conv.revision += 1
+        # never write what a read refuses: a file's revision can be the largest one
+        # read accepts (a hand-made 2**63 - 1), and it stays there
+        conv.revision = min(conv.revision + 1, schema.INT64[1] - 1)
         try:
             data = codec.dumps(conv).encode("utf-8")
             if len(data) > MAX_FILE_BYTES:
