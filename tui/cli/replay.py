@@ -20,7 +20,7 @@ def replay_target(store, text: str):
         name, _, selector = text.rpartition(":")
         info = store.find(name)
     if info is None:
-        raise StoreError(f"No saved conversation called {text!r}; see chat-tui --list.")
+        raise StoreError(store.not_found(text))
     conv = store.load(info.id)
     transcript = conv.transcript
     if selector is None:

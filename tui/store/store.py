@@ -678,6 +678,15 @@ class SessionStore:
                 return found[0]
         return None
 
+    def not_found(self, key: str) -> str:
+        """The sentence for a ``key`` :meth:`find` did not match: a file of that name
+        that cannot be read says why (a newer schema, damage), instead of "no such"."""
+        stems = {key, file_stem_for_name(key)}
+        for problem in self.scan()[1]:
+            if Path(problem.path).stem in stems:
+                return f"{problem}."
+        return f"No saved conversation called {key!r}; see chat-tui --list."
+
     def open_or_create(self, name: str, **fields: Any) -> tuple[Conversation, bool]:
         """The conversation called exactly ``name``, or a new one with that name.
 
