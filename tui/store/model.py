@@ -291,7 +291,15 @@ class Conversation:
 
     @property
     def model_name(self) -> str:
-        return str(self.model.get("source", "")) if isinstance(self.model, dict) else ""
+        """The model that answers it: a local source, or a server's model and URL (a
+        conversation with an endpoint also records the local spec, "default")."""
+        if not isinstance(self.model, dict):
+            return ""
+        endpoint = self.model.get("endpoint")
+        if isinstance(endpoint, str) and endpoint:
+            served = self.model.get("endpoint_model")
+            return f"{served if isinstance(served, str) and served else 'endpoint'} @ {endpoint}"
+        return str(self.model.get("source", ""))
 
     # -- saving ----------------------------------------------------------------------
     def mark_saved(self) -> None:

@@ -47,7 +47,7 @@ from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
 # 2: strings escaped with escaping.escape_text (exact for any str); 3: entries signed
-INDEX_VERSION = 3
+INDEX_VERSION = 4  # 4: an endpoint conversation lists its server's model
 INDEX_KEY_NAME = "index.key"
 SUFFIX = ".toml"
 MAX_FILE_BYTES = schema.MAX_FILE_BYTES

@@ -345,4 +345,6 @@ class ReplyStream:
         model = controller.spec.to_dict()
         if controller.on_endpoint and controller.endpoint_url:
             model["endpoint"] = controller.endpoint_url  # the URL only, never a key
+            if controller.model is not None:
+                model["endpoint_model"] = controller.model.name  # what the server ran
         self.pane.conversation.model = model
