@@ -671,7 +671,11 @@ class ChatPane(Vertical):
             f"process RAM {human_bytes(snap.process_rss)}, "
             f"system free {human_bytes(snap.system_available)}"
         )
-        self.notify("\n".join(lines), title="Stats", timeout=15)
+        # a dialog, not a toast: figures are read, and a toast is gone before that
+        from ..screens.dialogs import ChoiceScreen
+
+        stats = ChoiceScreen("Stats\n\n" + "\n".join(lines), {"close": ("enter", "Close")})
+        self.app.push_screen(stats, lambda _: self.focus_prompt())
 
     async def action_compare(self, specs: str = "", message: ChatMessage | None = None) -> None:
         """``/compare SPEC ...``: answer the turn of this reply again with each SPEC
