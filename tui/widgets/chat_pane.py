@@ -159,11 +159,15 @@ class ChatPane(Vertical):
     def update_status(self) -> None:
         if not self.is_mounted:
             return
+        model, reply = self.controller.model, self.last_reply()
+        last = self.stream.last_stats or reply
+        if model is not None and reply is not None and reply.model not in (None, model.name):
+            last = None  # made by the model before a swap: its speed is not this one's
         status = Status(
-            self.controller.model,
+            model,
             self.controller.status,
             self.stream.context_used(),
-            self.stream.last_stats or self.last_reply(),
+            last,
             self.outside_context,
             self.unsaved,
             self.side_task,
