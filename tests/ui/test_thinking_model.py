@@ -110,7 +110,11 @@ async def test_a_comparison_shows_each_reasoning_folded(thinking_app, dirs, ui):
         await ui.press(pilot, "escape")
         pane = app.main_screen.active_pane
         siblings = pane.conversation.siblings(pane.conversation.transcript[1].id)
-        assert [m.reasoning for m in siblings] == ["so France"] * 3
+        # the reference said what the reply said: kept once; the bf16 reply beside it
+        assert [(m.label, m.reasoning) for m in siblings] == [
+            (None, "so France"),
+            ("@bf16", "so France"),
+        ]
 
 
 async def test_hostile_reasoning_unfolds_harmlessly(make_app, engine, ui):
