@@ -268,16 +268,17 @@ class ChatApp(App):
             pass  # not on the main thread (tests) or not supported
 
     def save_and_exit(self, sig: int | None = None) -> None:
-        """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): keep every reply
-        being streamed, save, quit; and once saved, end within seconds even if the
-        shutdown cannot finish (a terminal that is gone can hold it forever)."""
+        """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): save every tab and
+        quit, within seconds even if the shutdown cannot finish (the terminal is gone)."""
         from .terminal import exit_soon
 
         code = 128 + sig if sig else 0
-        crash.rescue(self._main)
-        if not self.is_headless:  # a real terminal (not a test's headless run)
-            exit_soon(code)
-        self.exit(return_code=code)
+        try:
+            crash.rescue(self._main)
+        finally:  # whatever saving met, the process ends
+            if not self.is_headless:  # a real terminal (not a test's headless run)
+                exit_soon(code)
+            self.exit(return_code=code)
 
 
 def run_app(options: LaunchOptions) -> int:
