@@ -78,6 +78,7 @@ TIMING = (
 has run on two workers, so a busy neighbour cannot make a promise look broken."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook runs first otherwise)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(TIMING):

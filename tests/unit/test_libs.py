@@ -1,7 +1,7 @@
 """Heavy imports across threads, and failed loads that must not break later ones.
 
 The race needs a fresh process (imports happen once per process) and a busy machine,
-so the test starts a subprocess several times with two CPU-burning processes beside it.
+so the test starts a subprocess with two CPU-burning processes beside it.
 """
 
 from __future__ import annotations
@@ -96,18 +96,18 @@ def broken_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
 def test_heavy_imports_race_on_a_busy_machine(tiny_llama_dir, broken_dir, test_env) -> None:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        for attempt in range(2):  # the old code failed every one
-            done = subprocess.run(
-                [sys.executable, "-c", RACE, str(tiny_llama_dir), str(broken_dir), str(ROOT)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env=test_env,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            results = json.loads(done.stdout.strip().splitlines()[-1])
-            expected = {name: "ok" for name in results} | {"failing-load": "refused"}
-            assert results == expected, f"attempt {attempt}: {results}"
+        # one run: the old code failed every one (each run imports torch anew, ~40 s here)
+        done = subprocess.run(
+            [sys.executable, "-c", RACE, str(tiny_llama_dir), str(broken_dir), str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=test_env,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results = json.loads(done.stdout.strip().splitlines()[-1])
+        expected = {name: "ok" for name in results} | {"failing-load": "refused"}
+        assert results == expected
     finally:
         for burner in burners:
             burner.kill()

@@ -248,7 +248,8 @@ def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
     first = llama_engine.chat(ChatRequest(HELLO, settings=sampled("seed=5")))
     other = LocalEngine()
     other.load(ModelSpec(source=str(tiny_qwen_dir)))
-    other.chat(ChatRequest(HELLO, conversation_id="kept"))
+    short = sampled("max_new_tokens=4")
+    other.chat(ChatRequest(HELLO, conversation_id="kept", settings=short))
     before = (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept"))
     monkeypatch.setattr(
         compare,
@@ -258,4 +259,5 @@ def test_replay_sets_the_loaded_model_aside_when_both_do_not_fit(
     report = replay(HELLO, first.text, first.stats.provenance.to_dict(), engine=other)
     assert report.identical and report.notes == ["They do not both fit."]
     assert (other.loaded, other.kv_cache.tokens("kept"), other.cache_bytes("kept")) == before
-    assert other.chat(ChatRequest(HELLO, conversation_id="kept")).stats.reused_tokens > 0
+    again = other.chat(ChatRequest(HELLO, conversation_id="kept", settings=short))
+    assert again.stats.reused_tokens > 0
