@@ -18,6 +18,23 @@ class ChatFooter(Footer):
         "close_tab": 2, "toggle_sidebar": 2,
     }  # fmt: skip
 
+    _drawn: tuple | None = None  # the keys as last composed
+
+    def _keys(self, screen) -> tuple:
+        """What the footer draws for ``screen`` now: each shown key and its state."""
+        return tuple(
+            (b.key, b.action, b.description, enabled, tip, b.group and b.group.description)
+            for (_, b, enabled, tip) in screen.active_bindings.values()
+            if b.show
+        )
+
+    def bindings_changed(self, screen) -> None:
+        """Textual rebuilds the footer on every focus change; here only when the keys it
+        shows change (a rebuild restyles every key: most of a focus change's cost)."""
+        if self._bindings_ready and screen is self.screen and self._keys(screen) == self._drawn:
+            return
+        super().bindings_changed(screen)
+
     def on_resize(self, event) -> None:
         narrow = event.size.width < 100
         if self.compact != narrow:
@@ -25,6 +42,7 @@ class ChatFooter(Footer):
             self.show_command_palette = not narrow
 
     def compose(self) -> ComposeResult:
+        self._drawn = self._keys(self.screen) if self._bindings_ready else None
         for widget in super().compose():
             if isinstance(widget, FooterKey):
                 rank = self.RANK.get(widget.action.rpartition(".")[2], 3)
