@@ -99,6 +99,7 @@ class ChatApp(App):
             prompt_lookup=prompt_lookup,
             assistant_model=assistant_model,
             api_key_env=self.config.api_key_env,
+            start_endpoint=endpoint,
         )
         self._screen_options = {
             "system_prompt": system_prompt,

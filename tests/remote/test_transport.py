@@ -220,3 +220,19 @@ def test_one_shot_never_saves_or_shows_a_query_key(misbehaving, test_env, tmp_pa
     store = SessionStore(tmp_path)
     saved = store.load(store.find("query").id).model["endpoint"]
     assert saved == f"{misbehaving}/ok?key=***#token=***"
+
+
+def test_a_server_typed_in_the_app_keeps_the_timeout_and_insecure_only_for_its_server():
+    """`chat-tui --endpoint https://box:8443 --insecure --timeout 5`, then `/endpoint …`
+    in the app: the timeout holds for every server; skipping certificate checks was said
+    for that one server, so another server is verified."""
+    from tui.engine.controller import ModelController
+
+    start = Endpoint("https://box:8443", timeout=5.0, verify_tls=False)
+    controller = ModelController(ModelSpec(), start_endpoint=start)
+    again = controller.make_endpoint("https://box:8443/v1")
+    other = controller.make_endpoint("https://elsewhere:8443")
+    assert (again.timeout, again.verify_tls) == (5.0, False)
+    assert (other.timeout, other.verify_tls) == (5.0, True)
+    plain = ModelController(ModelSpec()).make_endpoint("https://box:8443")
+    assert (plain.timeout, plain.verify_tls) == (Endpoint("x").timeout, True)

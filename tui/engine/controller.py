@@ -55,8 +55,10 @@ class ModelController:
         prompt_lookup: int | None = None,
         assistant_model: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
+        start_endpoint: Endpoint | None = None,
     ) -> None:
         self.spec = spec
+        self.start_endpoint = start_endpoint  # the server named on the command line
         self.settings_args = list(settings_args)
         self.prompt_lookup = prompt_lookup
         self.assistant_model = assistant_model
@@ -115,9 +117,20 @@ class ModelController:
 
     # -- choosing what to load ----------------------------------------------------------
     def make_endpoint(self, url: str) -> Endpoint:
+        """A server typed in the app: with the command line's ``--timeout``; its
+        ``--insecure`` was said for that one server, so it holds only for it."""
         from .remote import Endpoint
 
-        return Endpoint(url, api_key_env=self.api_key_env)
+        start = self.start_endpoint
+        if start is None:
+            return Endpoint(url, api_key_env=self.api_key_env)
+        same_server = Endpoint(url, api_key_env=self.api_key_env).host == start.host
+        return Endpoint(
+            url,
+            api_key_env=self.api_key_env,
+            timeout=start.timeout,
+            verify_tls=start.verify_tls or not same_server,
+        )
 
     def target_for_source(self, source: str, device: str | None = None) -> Target:
         """What a typed or picked model means: ``server:NAME`` is a model on the current
