@@ -85,6 +85,7 @@ class Outcome:
     keys: list[str] = field(default_factory=list)
     problem: str = ""
     seconds: float = 0.0
+    quit_at: int | None = None  # the keys quit the app (a run's end, not a failure)
 
     @property
     def ok(self) -> bool:
@@ -178,7 +179,11 @@ async def drive(
             outcome.problem = f"{type(exc).__name__} after key {len(outcome.keys)}: {exc}"
             break
         if not app.is_running:
-            outcome.problem = f"the app stopped after key {len(outcome.keys)}"
+            if app.return_code == 0 and not getattr(app, "crashed", False):
+                # the keys chose Quit (the palette's entry, /q): it saves every tab
+                outcome.quit_at = len(outcome.keys)
+            else:
+                outcome.problem = f"the app stopped after key {len(outcome.keys)}"
             break
         failed = [n for n in getattr(app, "notes", []) if n.title == "Error"]
         if failed:
@@ -186,22 +191,25 @@ async def drive(
             break
         if len(outcome.keys) % 10 == 0:
             seen |= _seen(app)
-    seen |= _seen(app)
+    if app.is_running:
+        seen |= _seen(app)
     outcome.seconds = time.monotonic() - started
-    if not outcome.problem and app.is_running:
-        # quit as a person does: everything is saved (an unsaved tab would ask)
-        await app.action_quit()
-        for _ in range(500):
-            if not app.is_running:
-                break
-            await asyncio.sleep(0.01)
+    if not outcome.problem:
+        if app.is_running:
+            # quit as a person does: everything is saved (an unsaved tab would ask)
+            await app.action_quit()
+            for _ in range(500):
+                if not app.is_running:
+                    break
+                await asyncio.sleep(0.01)
         outcome.problem = check_files(data_dir, seen)
     return outcome
 
 
 def describe(outcome: Outcome, last: int = 40) -> str:
     if outcome.ok:
-        return f"seed {outcome.seed}: {len(outcome.keys)} keys ok"
+        quit = f" (they chose Quit after key {outcome.quit_at}; saved)" if outcome.quit_at else ""
+        return f"seed {outcome.seed}: {len(outcome.keys)} keys ok{quit}"
     tail = outcome.keys[-last:]
     return f"seed {outcome.seed}: {outcome.problem}\n  last keys: {tail!r}"
 
