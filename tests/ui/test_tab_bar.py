@@ -4,6 +4,8 @@ marked until visited."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tui.screens.main import UNSEEN_MARK
@@ -82,3 +84,29 @@ async def test_a_reply_finished_in_the_background_marks_its_tab(make_app, engine
         await ui.wait_until(
             pilot, lambda: not _labels(app)[0].startswith(UNSEEN_MARK), "the mark cleared"
         )
+
+
+async def test_a_tab_being_closed_is_never_drawn_in(make_app, ui) -> None:
+    """Found by bench/monkey.py: a tab switch (alt+N, or the bar picking the next tab)
+    reached a tab whose widgets were being taken down, and drawing its status line
+    raised. Here the switch lands at that moment, and so does a streamed chunk."""
+    from tui.widgets.message_view import MessageView
+    from tui.widgets.status_line import StatusLine
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await _tabs(app, pilot, ui, 2)
+        main = app.main_screen
+        pane = main.active_pane
+        view = pane.query(MessageView).last()
+        closing = asyncio.create_task(main._remove_pane(pane))
+        await ui.wait_until(pilot, lambda: not pane.query(StatusLine), "its widgets going")
+        if main.active_pane is pane:
+            main.tab_activated(None)
+        pane.update_status()
+        await view.write("a chunk for a view being taken down")
+        await view.set_text("and its final text")
+        await closing
+        await ui.settle(pilot)
+        assert app.is_running and not app.crashed
+        assert len(main.panes()) == 1

@@ -300,6 +300,7 @@ class MainScreen(Screen):
 
     async def _remove_pane(self, pane: ChatPane) -> None:
         conv_id = pane.conversation.id
+        pane.closing = True
         pane.action_stop()
         self.controller.forget(conv_id)
         self.sessions.close(conv_id)
@@ -347,7 +348,7 @@ class MainScreen(Screen):
     @on(TabbedContent.TabActivated)
     def tab_activated(self, event) -> None:
         pane = self.active_pane
-        if pane is not None:
+        if pane is not None and not pane.closing:  # a key can reach a tab being closed
             if pane.parent.id in self._unseen:
                 self._unseen.discard(pane.parent.id)
                 self.relabel(pane)

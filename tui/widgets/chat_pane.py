@@ -112,6 +112,7 @@ class ChatPane(PaneCommands, Vertical):
         self.controller = controller
         self.sessions = sessions
         self.stop_event = threading.Event()  # stops what the pane is doing
+        self.closing = False  # its tab is being removed: nothing more is drawn in it
         self.edit_target: ChatMessage | None = None
         self.unsaved = False  # the last save failed: the next one retries
         self.unsaved_reason = ""
@@ -157,7 +158,7 @@ class ChatPane(PaneCommands, Vertical):
         self.update_status()
 
     def update_status(self) -> None:
-        if not self.is_mounted:
+        if not self.is_mounted or self.closing:
             return
         model, reply = self.controller.model, self.last_reply()
         last = self.stream.last_stats or reply

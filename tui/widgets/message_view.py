@@ -202,7 +202,11 @@ class MessageView(Vertical, can_focus=False):
         if self.thought is not None:
             self.thought.answer_began()
         if self._stream is None:
-            self._stream = Markdown.get_stream(self.body)
+            bodies = self.query(".message-body")
+            if not bodies:
+                return  # the view is being taken down (a rebuild, a closed tab): the
+                # text is kept in the conversation, which a new view shows
+            self._stream = Markdown.get_stream(bodies.first(Markdown))
             self.streaming = True
         await self._stream.write(safe_text.visible(chunk))
 
@@ -214,4 +218,6 @@ class MessageView(Vertical, can_focus=False):
         self.refresh_header()
 
     async def set_text(self, text: str) -> None:
-        await self.body.update(safe_text.visible(text))
+        bodies = self.query(".message-body")
+        if bodies:  # none while the view is taken down
+            await bodies.first(Markdown).update(safe_text.visible(text))
