@@ -154,6 +154,7 @@ class FakeEngine(ChatEngine):
         stop_event: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
         on_start: Callable[[TurnInfo], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> GenerationResult:
         stop = stop_event or threading.Event()
         messages, system_prompt = request.messages, request.system_prompt

@@ -324,11 +324,7 @@ def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
 
 
 def _available_bytes(device: str) -> int:
-    if device.startswith("cuda"):
-        torch = libs.torch()
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    return memory.system_available()
+    return memory.available_bytes(device)
 
 
 MAX_TEMPLATE_BYTES = 1024 * 1024

@@ -130,6 +130,18 @@ def system_available() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def available_bytes(device: str = "cpu") -> int:
+    """Free memory where a model on ``device`` keeps its tensors: the GPU's for CUDA,
+    else the system's."""
+    if device.startswith("cuda"):
+        from . import libs
+
+        torch = libs.torch()
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    return system_available()
+
+
 def snapshot() -> MemorySnapshot:
     """Live probes; cheap enough to call several times a second.
 
