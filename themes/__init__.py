@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.theme import Theme
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 HERE = Path(__file__).parent
 
@@ -184,3 +188,26 @@ def user_themes(folder: Path) -> tuple[list[Theme], list[str]]:
         except ValueError as exc:
             problems.append(f"Theme {shown} was not loaded: {exc}.")
     return found, problems
+
+
+def install(app: App, wanted: str | None, folder: Path) -> list[str]:
+    """Register the bundled themes and the user's (from ``folder``), then use ``wanted``
+    (or the default). Returns what went wrong, one sentence each: an unknown or broken
+    theme falls back to the default, never a dead start."""
+    for theme in THEMES.values():
+        app.register_theme(theme)
+    mine, problems = user_themes(folder)
+    for theme in mine:
+        app.register_theme(theme)
+    wanted = wanted or DEFAULT_THEME
+    if wanted not in app.available_themes:
+        problems.append(f"Unknown theme {wanted!r}; using {DEFAULT_THEME}.")
+        wanted = DEFAULT_THEME
+    try:
+        app.theme = wanted
+    except Exception as exc:  # a theme the stylesheet cannot take
+        problems.append(
+            f"The theme {wanted!r} could not be used ({type(exc).__name__}); using {DEFAULT_THEME}."
+        )
+        app.theme = DEFAULT_THEME
+    return problems

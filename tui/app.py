@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
@@ -25,10 +25,10 @@ import themes
 
 from . import safe_text
 from .config import AppConfig, ConfigError
+from .early_input import EarlyInput
 from .engine.controller import ModelController
 from .engine.spec import ModelSpec
-from .screens.help import HelpScreen
-from .screens.main import MainScreen
+from .screens.start import StartScreen
 from .state import AppState
 from .store import SessionStore
 from .store.sessions import Sessions
@@ -36,6 +36,7 @@ from .store.sessions import Sessions
 if TYPE_CHECKING:
     from .engine.protocol import ChatEngine
     from .engine.remote import Endpoint
+    from .screens.main import MainScreen
 
 
 @dataclass
@@ -105,10 +106,27 @@ class ChatApp(App):
         }
         self._main: MainScreen | None = None
         self._theme_ready = False
+        self._early_input = EarlyInput()  # keys typed before the tabs exist
+        self.crashed = False  # by an unexpected error (see tui.crash)
+        self.crash_log: Path | None = None
 
-    def get_default_screen(self) -> MainScreen:
+    def get_default_screen(self) -> StartScreen:
+        """What paints first (see :mod:`.screens.start`); the main screen replaces it
+        once built, right after that first paint."""
+        return StartScreen()
+
+    def _open_main(self) -> None:
+        """Build the main screen (its modules load here, after the first paint) and put
+        it in place of the start screen."""
+        from .screens.main import MainScreen
+
         self._main = MainScreen(self.sessions, self.controller, self.state, **self._screen_options)
-        return self._main
+        self.push_screen(self._main)  # above the start screen, which it hides
+
+    def _get_dom_base(self):  # type: ignore[override]
+        """Queries from the app search the main screen once it is up (Textual searches
+        the default screen, which here is only the start screen beneath it)."""
+        return self._main if self._main is not None else self.default_screen
 
     @property
     def main_screen(self) -> MainScreen:
@@ -121,30 +139,10 @@ class ChatApp(App):
         return dict(themes.VARIABLE_DEFAULTS)
 
     def on_mount(self) -> None:
-        for theme in themes.THEMES.values():
-            self.register_theme(theme)
         from . import paths
 
-        mine, problems = themes.user_themes(paths.config_dir() / "themes")
-        for theme in mine:
-            self.register_theme(theme)
-        for problem in problems:
+        for problem in themes.install(self, self.config.theme, paths.config_dir() / "themes"):
             self.notify(problem, severity="warning", timeout=10)
-        wanted = self.config.theme or themes.DEFAULT_THEME
-        if wanted not in self.available_themes:
-            self.notify(
-                f"Unknown theme {wanted!r}; using {themes.DEFAULT_THEME}.", severity="warning"
-            )
-            wanted = themes.DEFAULT_THEME
-        try:
-            self.theme = wanted
-        except Exception as exc:  # a theme the stylesheet cannot take: never a dead start
-            self.notify(
-                f"The theme {wanted!r} could not be used ({type(exc).__name__}); using "
-                f"{themes.DEFAULT_THEME}.",
-                severity="warning",
-            )
-            self.theme = themes.DEFAULT_THEME
         self._theme_ready = True
         for problem in (self.config.problem, self.state.problem):
             if problem:
@@ -154,6 +152,7 @@ class ChatApp(App):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         self._install_signal_handlers()
+        self.call_after_refresh(self._open_main)  # once the first frame is out
 
     def watch_theme(self, theme: str) -> None:
         for name in themes.THEMES:
@@ -183,6 +182,14 @@ class ChatApp(App):
             markup=False,
         )
 
+    # -- keys typed before the window is ready (see tui.early_input) -----------------------
+    async def on_event(self, event: events.Event) -> None:
+        if not self._early_input.keep(event, ready=self._main is not None and self._main.ready):
+            await super().on_event(event)
+
+    def replay_early_input(self) -> None:
+        self._early_input.replay(self)
+
     # -- the command palette: Textual's, made safe for fast keys (see SafeCommandPalette) ---
     def action_command_palette(self) -> None:
         from .palette import SafeCommandPalette
@@ -191,39 +198,20 @@ class ChatApp(App):
             self.push_screen(SafeCommandPalette(id="--command-palette"))
 
     def search_commands(self, commands, placeholder: str = "Search for commands…"):
-        from textual.command import SimpleProvider
+        from .palette import search_commands
 
-        from .palette import SafeCommandPalette
-
-        return self.push_screen(
-            SafeCommandPalette(
-                providers=[SimpleProvider(self.screen, commands)], placeholder=placeholder
-            )
-        )
+        return search_commands(self, commands, placeholder)
 
     def search_themes(self) -> None:
-        from textual.theme import ThemeProvider
+        from .palette import search_themes
 
-        from .palette import SafeCommandPalette
-
-        self.push_screen(
-            SafeCommandPalette(providers=[ThemeProvider], placeholder="Search for themes…")
-        )
+        search_themes(self)
 
     # -- keys that work everywhere -------------------------------------------------------------
     def action_help(self) -> None:
-        from .screens.help import KeyHelp
-        from .widgets.chat_pane import ChatPane
+        from .screens.help import HelpScreen, keys_for
 
-        keys: list[KeyHelp] = []
-        for owner in (MainScreen, ChatPane, type(self)):
-            for binding in owner.BINDINGS:
-                if isinstance(binding, Binding) and binding.description:
-                    # the live keymap: a remapped binding shows its new keys
-                    shown = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
-                    what = binding.tooltip or binding.description
-                    keys.append(KeyHelp(shown.replace(",", " / "), what))
-        self.push_screen(HelpScreen(keys))
+        self.push_screen(HelpScreen(keys_for(self._keymap, self.BINDINGS)))
 
     async def action_quit(self) -> None:
         """Save every tab (a reply being streamed is kept, marked interrupted); if some
@@ -250,6 +238,24 @@ class ChatApp(App):
                 severity="error",
                 timeout=15,
             )
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error nothing handled: save every conversation and log it (see tui.crash)."""
+        from . import crash
+
+        if not self.crashed:
+            self.crashed = True
+            crash.rescue(self._main)
+            self.crash_log = crash.write_log(error)
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        from . import crash
+
+        if self.crashed and "debug" not in self.features:
+            self._exit_renderables.clear()  # the traceback is in the log
+            self.error_console.print(crash.sentence(self.crash_log), markup=False)
+        super()._print_error_renderables()
 
     def _install_signal_handlers(self) -> None:
         try:

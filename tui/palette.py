@@ -18,6 +18,8 @@ from . import safe_text, slash_commands
 from .screens.base import DismissedOnce
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from .state import AppState
     from .store.sessions import Sessions
 
@@ -117,3 +119,21 @@ class SlashCommandProvider(Provider):
             score = matcher.match(f"{text} {help_text}")
             if score > 0:
                 yield Hit(score, matcher.highlight(text), callback, help=help_text)
+
+
+def search_commands(app: App, commands, placeholder: str):
+    """``App.search_commands`` on the safe palette."""
+    from textual.command import SimpleProvider
+
+    return app.push_screen(
+        SafeCommandPalette(
+            providers=[SimpleProvider(app.screen, commands)], placeholder=placeholder
+        )
+    )
+
+
+def search_themes(app: App) -> None:
+    """``App.search_themes`` on the safe palette."""
+    from textual.theme import ThemeProvider
+
+    app.push_screen(SafeCommandPalette(providers=[ThemeProvider], placeholder="Search for themes…"))

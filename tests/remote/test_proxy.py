@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from tui.engine.protocol import ChatRequest
 from tui.engine.remote import Endpoint, RemoteEngine, list_models, stream_chat
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
@@ -27,7 +28,7 @@ def test_the_model_list_and_a_chat_go_through_the_proxy(tinyproxy, proxy_env, mi
     proxy_env(http=tinyproxy.url)
     engine = RemoteEngine(Endpoint(f"{misbehaving}/ok"))
     loaded = engine.load(ModelSpec(source="default"))  # asks /models
-    result = engine.chat(USER)
+    result = engine.chat(ChatRequest(USER))
     assert loaded.name == "fake-model"
     assert result.stats.error is None and result.text == "Hello there!"
     assert tinyproxy.requests() == [

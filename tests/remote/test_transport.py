@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tui.engine.protocol import ChatRequest
 from tui.engine.remote import Endpoint, RemoteEngine, list_models, redact_url, stream_chat
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
@@ -43,7 +44,7 @@ def in_thread(call, limit: float = 60.0):
 def test_a_model_list_and_two_chats_share_one_connection(misbehaving, seen_requests) -> None:
     engine = RemoteEngine(Endpoint(f"{misbehaving}/kept"))
     engine.load(ModelSpec(source="default"))
-    first, second = engine.chat(USER), engine.chat(USER)
+    first, second = engine.chat(ChatRequest(USER)), engine.chat(ChatRequest(USER))
     assert first.text == second.text == "Hello again"
     assert first.stats.error is None and second.stats.error is None
     assert [path.rsplit("/", 1)[1] for path, _ in seen_requests] == ["models"] + ["completions"] * 2
@@ -182,7 +183,7 @@ def test_a_query_key_is_sent_but_never_shown(misbehaving, seen_requests) -> None
         assert KEY not in shown
     engine = RemoteEngine(endpoint)
     loaded = engine.load(ModelSpec(source="default"))
-    assert engine.chat(USER).text == "Hello there!" and KEY not in repr(loaded)
+    assert engine.chat(ChatRequest(USER)).text == "Hello there!" and KEY not in repr(loaded)
     # the server gets the query as given (that is how some servers take keys), never the
     # fragment
     assert [path for path, _ in seen_requests] == [

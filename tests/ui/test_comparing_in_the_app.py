@@ -177,8 +177,9 @@ async def test_replay_a_reply_by_key_and_by_command(real_app, ui) -> None:
         assert [n.message for n in ui.notes(app) if n.title == "Replay"] == ["identical"]
 
         view = next(v for v in pane.query(MessageView) if v.message is reply)
-        view.focus()
-        await ui.press(pilot, "p")
+        pane.focus_message(view)
+        await ui.press(pilot, "enter")  # what to do with it
+        await ui.press(pilot, "p")  # replay
         await ui.wait_until(
             pilot,
             lambda: len([n for n in ui.notes(app) if n.title == "Replay"]) == 2,

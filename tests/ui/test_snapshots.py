@@ -21,12 +21,6 @@ from tui.screens.session_browser import SessionBrowser
 pytestmark = pytest.mark.usefixtures("frozen")
 
 
-async def ui_ready(pilot) -> None:
-    from conftest import UI
-
-    await UI.ready(pilot)
-
-
 @pytest.fixture
 def make_app(make_app):
     """Apps without animations: the tab underline jumps instead of sliding, so a
@@ -49,10 +43,10 @@ MARKDOWN_REPLY = [
 ]
 
 
-async def steady(pilot) -> None:
+async def steady(pilot, ui) -> None:
     """Let workers finish, pin the meter, drop toasts and stop cursors blinking."""
     app = pilot.app
-    await ui_ready(pilot)
+    await ui.ready(pilot)
     app.main_screen.sample_memory()
     # a cancelled (replaced) memory sample must not raise here
     await asyncio.gather(*(w.wait() for w in list(app.workers)), return_exceptions=True)
@@ -78,13 +72,15 @@ def converse(ui, *questions: str):
     async def run_before(pilot) -> None:
         for question in questions:
             await ui.send(pilot, question)
-        await steady(pilot)
+        await steady(pilot, ui)
 
     return run_before
 
 
 def test_empty_app_120x40(snap_compare, make_app, ui):
-    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=steady)
+    assert snap_compare(
+        make_app(), terminal_size=(120, 40), run_before=lambda pilot: steady(pilot, ui)
+    )
 
 
 def test_conversation_with_markdown_and_code(snap_compare, make_app, engine, ui):
@@ -103,7 +99,7 @@ def test_stopped_reply(snap_compare, make_app, engine, ui):
         await ui.wait_until(pilot, lambda: engine.held == 1, "the reply to start")
         await pilot.press("escape")
         await ui.settle(pilot)
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
 
@@ -115,7 +111,7 @@ def test_side_panel_hidden(snap_compare, make_app, engine, ui):
     async def run_before(pilot) -> None:
         await chat(pilot)
         await pilot.press("ctrl+b")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
 
@@ -146,7 +142,7 @@ def test_model_picker_open(snap_compare, make_app, ui):
     async def run_before(pilot) -> None:
         await pilot.press("ctrl+l")
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, ModelPicker), "picker")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
 
@@ -170,7 +166,7 @@ def test_session_browser_open(snap_compare, make_app, dirs, ui):
         await pilot.press("ctrl+o")
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionBrowser), "list")
         await ui.wait_until(pilot, lambda: pilot.app.screen.loaded, "the conversations")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
 
@@ -179,7 +175,7 @@ def test_help_screen(snap_compare, make_app, ui):
     async def run_before(pilot) -> None:
         await pilot.press("f1")
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "help")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
 
@@ -188,7 +184,7 @@ def test_help_screen_80x24(snap_compare, make_app, ui):
     async def run_before(pilot) -> None:
         await pilot.press("f1")
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "help")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
 
@@ -216,6 +212,6 @@ def test_session_browser_searching(snap_compare, make_app, dirs, ui):
         await ui.wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionBrowser), "list")
         await ui.type(pilot, "german")
         await ui.wait_until(pilot, lambda: len(pilot.app.screen.rows) == 1, "the search")
-        await steady(pilot)
+        await steady(pilot, ui)
 
     assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run_before)

@@ -99,13 +99,15 @@ async def test_every_version_of_an_edited_and_regenerated_turn_is_reachable(
         while texts(pane)[0] != "question, edited":
             await pilot.press("ctrl+t")
             await ui.settle(pilot)
-        await pilot.press("shift+tab")  # from the prompt to the messages
+        await pilot.press("ctrl+up")  # from the prompt to the last message
+        await pilot.press("up")  # and to the question above it
         first = next(iter(pane.query(MessageView)))
-        first.focus()
+        await ui.wait_until(pilot, lambda: app.focused is first, "the question focused")
         await ui.press(pilot, "left")
         await ui.wait_until(pilot, lambda: texts(pane)[0] == "question", "the other question")
+        await ui.press(pilot, "down")  # the focus stayed on the question; now its reply
         reply = list(pane.query(MessageView))[1]
-        reply.focus()
+        await ui.wait_until(pilot, lambda: app.focused is reply, "the reply focused")
         before = texts(pane)[1]
         await ui.press(pilot, "right")
         await ui.wait_until(pilot, lambda: texts(pane)[1] != before, "the other reply")

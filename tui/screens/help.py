@@ -7,6 +7,7 @@ nothing is out of reach at 80x24.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -24,14 +25,33 @@ class KeyHelp:
     what: str
 
 
+def keys_for(keymap: Mapping[str, str], app_bindings: Iterable[object]) -> list[KeyHelp]:
+    """Every described binding of the main screen, a tab, a message and the app, as the
+    live keymap has it: a remapped binding shows its new keys."""
+    from ..keys import MAIN_BINDINGS
+    from ..widgets.chat_pane import ChatPane
+    from ..widgets.message_view import MessageView
+
+    keys: list[KeyHelp] = []
+    for bindings in (MAIN_BINDINGS, ChatPane.BINDINGS, MessageView.BINDINGS, app_bindings):
+        for binding in bindings:
+            if isinstance(binding, Binding) and binding.description:
+                shown = keymap.get(binding.id, binding.key) if binding.id else binding.key
+                keys.append(
+                    KeyHelp(shown.replace(",", " / "), binding.tooltip or binding.description)
+                )
+    return keys
+
+
 EXTRA_KEYS = [
     KeyHelp("enter", "send (a message starting with `//` sends a literal `/`)"),
     KeyHelp("ctrl+j / shift+enter", "new line in the prompt"),
     KeyHelp("up / down", "recall earlier prompts (at the first / last line of the prompt)"),
     KeyHelp("?", "this help (on an empty prompt)"),
     KeyHelp("ctrl+p", "command palette: conversations, models, commands, themes"),
-    KeyHelp("shift+tab", "from the prompt to the messages; tab goes back"),
-    KeyHelp("pageup / pagedown / home / end", "scroll the messages (once they have focus)"),
+    KeyHelp("tab / shift+tab", "prompt, tabs and side panel (messages are not in the way)"),
+    KeyHelp("↑ / ↓ on a message", "the message before / after; Esc or typing: back to the prompt"),
+    KeyHelp("pageup / pagedown / home / end", "scroll the messages (once one has focus)"),
     KeyHelp("← / → on a message", "its other versions (marked ‹2/3›)"),
     KeyHelp("c on a reply", "compare its turn with another precision or model (`/compare`)"),
     KeyHelp("p on a reply", "replay it from its snapshot: identical, or where it differs"),
@@ -54,7 +74,7 @@ def help_markdown(keys: list[KeyHelp]) -> str:
         + commands_markdown()
         + "\n\n## Versions\n\nRegenerating a reply (ctrl+r) or editing a question (ctrl+e, "
         "then Enter) keeps the old one: the conversation is a tree. A message with other "
-        "versions shows `‹2/3›`; focus it (shift+tab) and press ←/→, or press ctrl+t to "
+        "versions shows `‹2/3›`; focus it (ctrl+↑, then ↑/↓) and press ←/→, or press ctrl+t to "
         "step through every complete version.\n"
         "\n## Comparing\n\n`/compare @bf16` (or `c` on a focused reply) answers the turn "
         "again with another precision or model, greedy for a fair comparison "

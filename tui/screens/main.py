@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, TabbedContent, TabPane
-from textual.widgets._footer import FooterKey
+from textual.widgets import Header, ProgressBar, TabbedContent, TabPane
 
 from .. import safe_text
 from ..engine.controller import EndpointTarget, LocalTarget, Target
 from ..engine.errors import EngineError
+from ..keys import MAIN_BINDINGS
 from ..palette import ConversationProvider, ModelProvider, SlashCommandProvider
 from ..store.errors import StoreError
 from ..store.model import Conversation
 from ..store.sessions import Deleted, Event, Renamed
 from ..widgets.chat_pane import ChatPane
+from ..widgets.footer import ChatFooter
 from ..widgets.memory_meter import MemoryMeter
 from ..widgets.settings_panel import SettingsPanel
 from ..worker_messages import LoadProgress, MemorySample, ModelLoaded, ModelLoadFailed
@@ -55,31 +55,6 @@ def tab_title(conv: Conversation, unseen: bool = False) -> Content:
     return Content(mark + safe_text.one_line(title, TAB_TITLE_WIDTH))
 
 
-class ChatFooter(Footer):
-    """The footer, ranking keys so that the few that matter most stay at every width
-    (app.tcss hides rank 3 on narrow terminals). Below 100 columns it is compact and
-    leaves out the palette's key (ctrl+p, in the help), so that at 80 columns every
-    rank 1 and 2 key still shows."""
-
-    RANK = {
-        "stop": 1, "new_tab": 1, "pick_model": 1, "browse": 1, "help": 1, "quit": 1,
-        "close_tab": 2, "toggle_sidebar": 2,
-    }  # fmt: skip
-
-    def on_resize(self, event) -> None:
-        narrow = event.size.width < 100
-        if self.compact != narrow:
-            self.compact = narrow
-            self.show_command_palette = not narrow
-
-    def compose(self) -> ComposeResult:
-        for widget in super().compose():
-            if isinstance(widget, FooterKey):
-                rank = self.RANK.get(widget.action.rpartition(".")[2], 3)
-                widget.add_class(f"-rank-{rank}")
-            yield widget
-
-
 class ConversationTabs(TabbedContent):
     """Tabs that ignore a stale focus report.
 
@@ -97,32 +72,7 @@ class ConversationTabs(TabbedContent):
 
 
 class MainScreen(Screen):
-    BINDINGS = [
-        # priority: the prompt's TextArea has its own ctrl+w
-        Binding("ctrl+n", "new_tab", "New", id="new_tab", priority=True,
-                tooltip="a new conversation tab"),
-        Binding("ctrl+w", "close_tab", "Close", id="close_tab", priority=True,
-                tooltip="close this tab (saved; asks first if it cannot be)"),
-        Binding("ctrl+pagedown,alt+right", "next_tab", "Next tab", show=False, id="next_tab",
-                priority=True, tooltip="next tab"),
-        Binding("ctrl+pageup,alt+left", "previous_tab", "Prev tab", show=False,
-                id="previous_tab", priority=True, tooltip="previous tab"),
-        Binding("escape", "stop", "Stop", id="stop",
-                tooltip="stop the reply (what was written is kept, marked stopped)"),
-        Binding("ctrl+o", "browse", "Sessions", id="browse", priority=True,
-                tooltip="saved conversations: search, open, rename, delete, export"),
-        Binding("ctrl+l", "pick_model", "Model", id="pick_model", priority=True,
-                tooltip="load another model (bundled, cached, recent, or typed)"),
-        Binding("ctrl+b", "toggle_sidebar", "Panel", id="toggle_sidebar", priority=True,
-                tooltip="show or hide the side panel (model, settings, memory)"),
-        # one line in the help for all nine (the others have no description)
-        *[
-            Binding(f"alt+{n}", f"go_tab({n})", "Go to tab" if n == 1 else "", show=False,
-                    id=f"go_tab_{n}", priority=True,
-                    tooltip="alt+1…9: go to that tab (alt+9: the last)" if n == 1 else "")
-            for n in range(1, 10)
-        ],
-    ]  # fmt: skip
+    BINDINGS = MAIN_BINDINGS
     COMMANDS = {ConversationProvider, ModelProvider, SlashCommandProvider}
 
     def __init__(
@@ -167,6 +117,10 @@ class MainScreen(Screen):
         self.query_one(SettingsPanel).endpoint_hint = self.state.last_endpoint
         await self.restore_tabs()
         self.ready = True
+        # keys typed while the screen was being built, now that the prompt has the focus
+        replay = getattr(self.app, "replay_early_input", None)
+        if replay is not None:
+            self.call_after_refresh(replay)
         self.set_interval(1.0, self.sample_memory)
         if self.start_endpoint is not None:
             self.load(EndpointTarget(self.start_endpoint, self.start_endpoint_model))
@@ -397,9 +351,15 @@ class MainScreen(Screen):
             self.sample_memory()
 
     def action_stop(self) -> None:
+        """Esc: stop what the tab is doing; with nothing to stop, focus goes home to the
+        prompt (from a message, the tab bar or the side panel)."""
         pane = self.active_pane
-        if pane is not None:
+        if pane is None:
+            return
+        if pane.generating or pane.side_task:
             pane.action_stop()
+        else:
+            self.focus_prompt()
 
     async def run_on_pane(self, action: str) -> None:
         """Run a chat-pane action (a slash command picked in the palette)."""
@@ -440,7 +400,10 @@ class MainScreen(Screen):
                 self.call_later(self._close_deleted)
 
     async def on_screen_resume(self) -> None:
+        """Back from a dialog (picker, browser, help, a question): focus goes home."""
         await self._close_deleted()
+        if self.ready:
+            self.focus_prompt()
 
     async def _close_deleted(self) -> None:
         while self._deleted:
@@ -455,9 +418,12 @@ class MainScreen(Screen):
             panel.show_conversation(pane.conversation.system_prompt, pane.conversation.settings)
 
     def action_toggle_sidebar(self) -> None:
+        """ctrl+b shows or hides the side panel; either way the focus goes to the prompt
+        (Tab reaches the panel's fields)."""
         sidebar = self.query_one("#sidebar")
         sidebar.display = not sidebar.display
         self.state.set_sidebar(bool(sidebar.display))
+        self.focus_prompt()
 
     @on(SettingsPanel.Applied)
     def settings_applied(self, message: SettingsPanel.Applied) -> None:
@@ -475,6 +441,7 @@ class MainScreen(Screen):
             self.notify("Settings applied.", timeout=3)
         else:
             self.load(target)
+        self.focus_prompt()  # Apply done: back to typing
 
     # -- models ---------------------------------------------------------------------------
     def load_source(self, source: str, device: str | None = None) -> None:

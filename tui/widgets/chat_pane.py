@@ -78,6 +78,12 @@ class ChatPane(Vertical):
             "ctrl+t", "cycle_branch", "Versions", show=False, id="cycle_branch", priority=True,
             tooltip="step through every version of the conversation",
         ),
+        Binding(
+            "ctrl+up,alt+up", "focus_messages", "Messages", show=False, id="focus_messages",
+            priority=True,
+            tooltip="focus the messages (↑↓ move, ←→ versions, Enter: what to do with one; "
+            "typing goes back to the prompt)",
+        ),
     ]  # fmt: skip
 
     generating: reactive[bool] = reactive(False)
@@ -439,26 +445,78 @@ class ChatPane(Vertical):
         await self.rebuild()
         self.notify(f"Version {index + 1} of {len(ids)}.", timeout=3)
 
+    # -- messages by keyboard -------------------------------------------------------------
+    def _live(self, view: MessageView) -> MessageView | None:
+        """The view a key on ``view`` means now. Keys can be queued faster than the pane
+        rebuilds: a second → was sent by a view the first one's rebuild replaced. Then
+        the key means the focused view that took its place; without one, nothing."""
+        transcript = self.conversation.transcript
+        if view.is_attached and view.parent is self.messages_view and view.message in transcript:
+            return view
+        focused = self.app.focused
+        if (
+            isinstance(focused, MessageView)
+            and focused.parent is self.messages_view
+            and focused.message in transcript
+        ):
+            return focused
+        return None
+
+    def _views_now(self) -> list[MessageView]:
+        return [v for v in self.query(MessageView) if v.parent is self.messages_view]
+
+    def focus_message(self, view: MessageView) -> None:
+        """Give ``view`` the focus (messages take it only when asked)."""
+        view.can_focus = True
+        view.focus()
+        view.scroll_visible(animate=False)
+
+    def action_focus_messages(self) -> None:
+        """ctrl+↑ / alt+↑: the last message takes the focus (↑ goes further up)."""
+        views = [v for v in self._views_now() if not v.streaming] or self._views_now()
+        if views:
+            self.focus_message(views[-1])
+
+    @on(MessageView.Step)
+    def _step(self, event: MessageView.Step) -> None:
+        event.stop()
+        view = self._live(event.view)
+        views = self._views_now()
+        if view is None or view not in views:
+            return
+        index = views.index(view) + event.step
+        if index >= len(views):
+            self.focus_prompt()  # ↓ past the last message: home
+        elif index >= 0:
+            self.focus_message(views[index])
+
+    @on(MessageView.TypedAway)
+    def _typed_away(self, event: MessageView.TypedAway) -> None:
+        """Typing on a message: the text goes to the prompt, where it was meant to go."""
+        event.stop()
+        self.focus_prompt()
+        self.prompt.insert(event.text)
+
     @on(MessageView.SwitchVersion)
     async def _switch_version(self, event: MessageView.SwitchVersion) -> None:
         """←/→ on a focused message: its previous/next version, and what followed it."""
         event.stop()
-        if self.busy():
+        view = self._live(event.view)
+        if view is None or self.busy():
             return
-        message = event.view.message
+        message = view.message
         siblings = self.conversation.siblings(message.id)
         if len(siblings) < 2:
             return
         ids = [m.id for m in siblings]
         index = (ids.index(message.id) + event.step) % len(ids)
-        position = self.conversation.transcript.index(message)
+        position = self._views_now().index(view)
         self.conversation.switch_to(ids[index])
         self.save()
         await self.rebuild()
-        views = list(self.query(MessageView))
+        views = self._views_now()
         if position < len(views):
-            views[position].focus()
-            views[position].scroll_visible(animate=False)
+            self.focus_message(views[position])
 
     def action_copy_reply(self, what: str = "") -> None:
         reply = self.last_reply()
@@ -621,12 +679,53 @@ class ChatPane(Vertical):
 
     @on(MessageView.Act)
     async def _act_on_message(self, event: MessageView.Act) -> None:
-        """A key on a focused message: compare its turn, replay it."""
+        """Enter on a focused message: what can be done with it, each on a key (a dialog,
+        where letters type nothing)."""
         event.stop()
+        view = self._live(event.view)
+        if view is None:
+            return
+        message = view.message
         if event.action == "compare":
-            await self.action_compare(message=event.view.message)
-        elif event.action == "replay":
-            self.action_replay(message=event.view.message)
+            await self.action_compare(message=message)
+            return
+        if event.action == "replay":
+            self.action_replay(message=message)
+            return
+        from ..screens.dialogs import ChoiceScreen
+
+        choices: dict[str, tuple[str, str]] = {}
+        if message.role == "assistant":
+            choices["compare"] = ("c", "Compare this turn with another precision or model")
+            choices["replay"] = ("p", "Replay it from its snapshot")
+        if message.role == "user":
+            choices["edit"] = ("e", "Edit this question (sending it makes a new version)")
+        choices["copy"] = ("y", "Copy this message")
+        choices["back"] = ("escape", "Back")
+        preview = safe_text.one_line(message.content, 60)
+        message_id = message.id
+
+        async def answered(answer: str | None) -> None:
+            current = self.conversation.get(message_id)
+            if current is None or current not in self.conversation.transcript:
+                self.focus_prompt()  # the message left the view meanwhile
+                return
+            if answer == "compare":
+                await self.action_compare(message=current)
+            elif answer == "replay":
+                self.action_replay(message=current)
+            elif answer == "edit":
+                self.edit_target = current
+                self.prompt.load_text(current.content)
+                self.focus_prompt()
+            elif answer == "copy":
+                clipboard.copy(self.app, safe_text.fix_surrogates(current.content))
+                self.notify(f"Copied the message ({len(current.content)} characters).")
+                self.focus_prompt()
+            else:
+                self.focus_prompt()
+
+        self.app.push_screen(ChoiceScreen(f"{preview}", choices), answered)
 
     # -- the active branch ------------------------------------------------------------------
     async def rebuild(self) -> None:

@@ -46,17 +46,23 @@ def describe(message: ChatMessage, version: tuple[int, int] | None = None) -> st
     return " · ".join(parts)
 
 
-class MessageView(Vertical, can_focus=True):
-    """A chat message. ``streaming`` is set while tokens arrive. Focused (shift+tab
-    from the prompt), ←/→ switch to its other versions."""
+class MessageView(Vertical, can_focus=False):
+    """A chat message. ``streaming`` is set while tokens arrive.
+
+    Messages are not in the Tab order: ctrl+↑ (or alt+↑) from the prompt focuses the
+    last one (see ChatPane), and only then can a message take the focus. Focused:
+    ↑/↓ move to the previous/next message, ←/→ switch to its other versions, Enter
+    opens what can be done with it (compare, replay, copy, edit). Keys that type (a
+    letter, a space) go back to the prompt with the character: nothing a person types
+    fires an action here."""
 
     BINDINGS = [
         Binding("left", "version(-1)", "Previous version", id="message.previous_version"),
         Binding("right", "version(1)", "Next version", id="message.next_version"),
-        Binding("c", "act('compare')", "Compare", id="message.compare",
-                tooltip="answer this turn again with another precision or model, side by side"),
-        Binding("p", "act('replay')", "Replay", id="message.replay",
-                tooltip="make this reply again from its snapshot: identical, or where it differs"),
+        Binding("up", "step(-1)", "Previous message", show=False, id="message.previous"),
+        Binding("down", "step(1)", "Next message", show=False, id="message.next"),
+        Binding("enter", "act('menu')", "Actions", id="message.actions",
+                tooltip="on a focused message: compare its turn, replay it, copy it, edit it"),
     ]  # fmt: skip
 
     streaming: reactive[bool] = reactive(False)
@@ -68,10 +74,24 @@ class MessageView(Vertical, can_focus=True):
 
     @dataclass
     class Act(Message):
-        """A key for an action on this message (``compare``, ``replay``)."""
+        """A key for an action on this message (``menu``, ``compare``, ``replay``)."""
 
         view: MessageView
         action: str
+
+    @dataclass
+    class Step(Message):
+        """↑/↓ on a focused message: the focus moves to the previous/next one."""
+
+        view: MessageView
+        step: int
+
+    @dataclass
+    class TypedAway(Message):
+        """A key that types text landed here: it belongs to the prompt."""
+
+        view: MessageView
+        text: str
 
     def __init__(
         self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
@@ -92,6 +112,22 @@ class MessageView(Vertical, can_focus=True):
 
     def action_act(self, action: str) -> None:
         self.post_message(self.Act(self, action))
+
+    def action_step(self, step: int) -> None:
+        self.post_message(self.Step(self, step))
+
+    def on_key(self, event) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.TypedAway(self, event.character))
+
+    def on_paste(self, event) -> None:
+        event.stop()
+        self.post_message(self.TypedAway(self, event.text))
+
+    def on_blur(self) -> None:
+        self.can_focus = False  # back out of the Tab order
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")

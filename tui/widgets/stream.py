@@ -140,6 +140,7 @@ class ReplyStream:
         self.turn: TurnInfo | None = None
         self.waiting = False  # for the model (another tab may be generating)
         self.last_stats: GenerationStats | None = None
+        self.parent: str | None = None  # the message the reply answers
         self._buffer: ChunkBuffer | None = None
 
     async def start(self, continue_last: bool = False) -> None:
@@ -168,6 +169,7 @@ class ReplyStream:
             await pane.messages_view.mount(self.view)
         if self.view is not None:
             self.view.streaming = True
+        self.parent = conv.head
         self.partial = ""
         self.turn = None
         pane.stop_event = threading.Event()
@@ -198,9 +200,11 @@ class ReplyStream:
     async def show(self, text: str) -> None:
         """Streamed text: drawn, and followed to the bottom if the view was there."""
         pane = self.pane
-        if self.view is None or not pane.generating:
+        if not pane.generating:
             return
         self.partial += text
+        if self.view is None or not self.view.is_attached:
+            return  # the view was replaced meanwhile (a /clear): the text is kept
         scroll = pane.messages_view
         at_bottom = scroll.scroll_y >= scroll.max_scroll_y - 2
         await self.view.write(text)
@@ -249,14 +253,13 @@ class ReplyStream:
             reply.stop_reason, reply.error = meta["stop_reason"], meta["error"]
             conv.touch()
         elif text or meta["stop_reason"] != StopReason.STOPPED:
-            self._record_model()
-            reply = conv.append("assistant", text, **meta)
+            reply = self._keep(text, meta)
         else:  # stopped before the first token: nothing to keep
             reply = None
-            if view is not None:
+            if view is not None and view.is_attached:
                 await view.remove()
             view = None
-        if view is not None and reply is not None:
+        if view is not None and reply is not None and view.is_attached:
             view.message = reply
             view.version = conv.sibling_position(reply.id)
             await view.finish()
@@ -282,18 +285,24 @@ class ReplyStream:
             reply.content += self.partial
             reply.stop_reason = StopReason.INTERRUPTED
         else:
-            self._record_model()
             model = pane.controller.model
-            reply = pane.conversation.append(
-                "assistant",
-                self.partial,
-                model=model.name if model else None,
-                stop_reason=StopReason.INTERRUPTED,
-            )
-        if self.view is not None:
+            meta = {"model": model.name if model else None, "stop_reason": StopReason.INTERRUPTED}
+            reply = self._keep(self.partial, meta)
+        if self.view is not None and self.view.is_attached:
             self.view.message = reply
             self.view.refresh_header()
         pane.generating = False
+
+    def _keep(self, text: str, meta: dict[str, Any]) -> ChatMessage:
+        """The reply, added to the conversation under the message it answers: at the
+        head as usual, or (if the conversation moved on meanwhile, e.g. a /clear) kept
+        beside it in the file without taking the head."""
+        conv = self.pane.conversation
+        self._record_model()
+        if conv.head == self.parent:
+            return conv.append("assistant", text, **meta)
+        parent = self.parent if self.parent is None or conv.get(self.parent) else None
+        return conv.add_child(parent, "assistant", text, make_head=False, **meta)
 
     def _record_model(self) -> None:
         """The conversation notes the model it is being answered by."""
