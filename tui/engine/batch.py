@@ -17,14 +17,14 @@ reply that can be batched becomes a :class:`Row`, and the rows decode together:
   penalties, ...) and stopping criteria are the ones ``model.generate`` would build for
   it, applied to its row of the logits; a sampled row draws from its own seeded
   ``torch.Generator``, so its tokens do not depend on who else is in the batch.
-* One thread, the :class:`Scheduler`'s, runs the model for every row. Each caller waits
-  in its own thread and decodes its row's tokens there, so ``on_text`` is called in the
-  caller's thread as before.
+* One thread, the :class:`~.scheduler.Scheduler`'s, runs the model for every row; each
+  caller waits in its own thread and decodes its row's tokens there (see
+  :mod:`.scheduler`).
 
 What is not batched (decided in :func:`plan`) runs alone through ``model.generate``
 (:func:`.generation.generate`): speculative decoding, beam search and other decoding
 modes, models whose cache is not a plain full-attention ``DynamicCache`` (sliding
-windows, linear attention). Running alone means holding the :class:`ModelGate`: it
+windows, linear attention). Running alone means holding the :class:`~.gate.ModelGate`: it
 waits for the rows in the batch to end, and rows that arrive meanwhile wait for it;
 the caller is told what it waits for (``on_wait``).
 
@@ -35,32 +35,23 @@ tokens (``bench/parallel.py`` counts how often).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..reasons import StopReason
 from . import libs, memory
 from .generation import (
     CacheEntry,
-    GenerationResult,
-    GenerationStats,
     KVCacheStore,
     _reuse,
     _stop_criteria,
-    _Streamer,
-    conclude,
     failure,
 )
-
-MAX_ROWS = 8
-"""Rows decoding together at most; more wait for a place."""
 
 HEADROOM_TOKENS = 512
 """The memory check before a join counts this many more tokens per row (or the rows'
@@ -69,97 +60,13 @@ remaining ``max_new_tokens``, if fewer) on top of the batch's cache after the jo
 RESERVE_BYTES = 256 * memory.MiB
 """Memory left free for everything else when deciding whether a join fits."""
 
+ROOM_TOKENS = 128
+"""The batch's cache keeps room for this many more tokens per row, so that a step writes
+its token in place; it grows by as much again when full."""
+
 
 def plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
-
-
-# -- who runs the model -------------------------------------------------------------------
-
-
-class ModelGate:
-    """Who runs the model: the batch (its rows share it) or one caller alone (a reply
-    that is not batched, a comparison, a replay, scoring, swapping the weights).
-
-    Re-entrant for a thread that holds it alone: a comparison holds it and generates
-    inside. A caller waiting to run alone goes before rows that arrive after it, so it
-    waits only for the replies already streaming."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._local = threading.local()
-        self._state = threading.Lock()
-        self._waiting: list[str] = []  # what waits to run alone, in order of arrival
-        self.holder = ""  # what runs now, as a noun phrase ("2 streaming replies")
-
-    def held_here(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
-
-    def waiting_alone(self) -> str | None:
-        """What waits to run alone (the first), or ``None``."""
-        with self._state:
-            return self._waiting[0] if self._waiting else None
-
-    def acquire(
-        self,
-        doing: str,
-        stop_event: threading.Event | None = None,
-        on_wait: Callable[[str], None] | None = None,
-        why: str = "",
-    ) -> bool:
-        """Hold the model alone; ``False`` if ``stop_event`` is set while waiting. While
-        it waits, ``on_wait`` is told what it waits for (and ``why``, its own reason)."""
-        if self.held_here():
-            self._local.depth += 1
-            return True
-        with self._state:
-            self._waiting.append(doing)
-        said = None
-        try:
-            while not self._lock.acquire(timeout=0.05):
-                if stop_event is not None and stop_event.is_set():
-                    return False
-                holder = self.holder or "the model"
-                if on_wait is not None and holder != said:
-                    said = holder
-                    on_wait(f"{holder} to finish{': ' + why if why else ''}")
-        finally:
-            with self._state:
-                self._waiting.remove(doing)
-        self._local.depth = 1
-        self.holder = doing
-        return True
-
-    def try_acquire(self, doing: str) -> bool:
-        """Hold the model for the batch, without waiting."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        self._local.depth = getattr(self._local, "depth", 0) + 1
-        self.holder = doing
-        return True
-
-    def release(self) -> None:
-        self._local.depth -= 1
-        if self._local.depth == 0:
-            self.holder = ""
-            self._lock.release()
-
-    @contextlib.contextmanager
-    def alone(
-        self,
-        doing: str,
-        stop_event: threading.Event | None = None,
-        on_wait: Callable[[str], None] | None = None,
-        why: str = "",
-    ) -> Iterator[bool]:
-        """``with gate.alone("a comparison", stop) as held:`` (``held`` is ``False`` if
-        stopped while waiting; then nothing is held)."""
-        held = self.acquire(doing, stop_event, on_wait, why)
-        try:
-            yield held
-        finally:
-            if held:
-                self.release()
 
 
 # -- what can be batched --------------------------------------------------------------------
@@ -372,6 +279,61 @@ def _prepare(model: Any, tokenizer: Any, config: Any, prompt_ids: list[int], eve
 # -- the batch ------------------------------------------------------------------------------
 
 
+_ROOMY: type | None = None
+
+
+def roomy_layer() -> type:
+    """The batch cache's layer type: a transformers ``DynamicLayer`` whose keys and values
+    live in buffers with room to grow, so a step writes its token in place. (A
+    ``DynamicLayer`` concatenates, copying every layer's whole cache at every step: with
+    4 rows of 1,000 tokens that copying took 38% of a step on a 2-core CPU.) Its
+    ``keys`` and ``values`` are views of the filled part, so the model reads them as
+    usual."""
+    global _ROOMY
+    if _ROOMY is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class RoomyLayer(DynamicLayer):
+            def __init__(self, keys: Any, values: Any, length: int) -> None:
+                super().__init__()
+                self.buffers = (keys, values)  # (rows, heads, room, dim)
+                self.filled = length
+                self.is_initialized = True
+                self.device = keys.device
+                self.dtype = keys.dtype
+                self._views()
+
+            def _views(self) -> None:
+                keys, values = self.buffers
+                self.keys = keys[:, :, : self.filled]
+                self.values = values[:, :, : self.filled]
+
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
+                torch = libs.torch()
+                new = key_states.shape[-2]
+                if self.filled + new > self.buffers[0].shape[2]:
+                    grown = []
+                    for buffer in self.buffers:
+                        shape = (
+                            *buffer.shape[:2],
+                            self.filled + new + ROOM_TOKENS,
+                            buffer.shape[3],
+                        )
+                        bigger = torch.zeros(shape, dtype=buffer.dtype, device=buffer.device)
+                        bigger[:, :, : self.filled] = buffer[:, :, : self.filled]
+                        grown.append(bigger)
+                    self.buffers = (grown[0], grown[1])
+                end = self.filled + new
+                self.buffers[0][:, :, self.filled : end] = key_states
+                self.buffers[1][:, :, self.filled : end] = value_states
+                self.filled = end
+                self._views()
+                return self.keys, self.values
+
+        _ROOMY = RoomyLayer
+    return _ROOMY
+
+
 class Batch:
     """The rows decoding together and their left-padded cache."""
 
@@ -432,10 +394,7 @@ class Batch:
             if row.key != key or not row.keep_cache:
                 continue
             if row in self.rows:
-                index = self.rows.index(row)
-                pad = self.pads[index]
-                source = [(lay.keys[index : index + 1, :, pad:], lay.values[index : index + 1, :, pad:])
-                          for lay in self.cache.layers]  # fmt: skip
+                source = self._slices(self.rows.index(row))
             elif row.cache is not None:
                 source = [(lay.keys, lay.values) for lay in row.cache.layers]
             else:
@@ -450,61 +409,63 @@ class Batch:
 
     def join(self, row: Row) -> None:
         """Take the row (after its prefill) into the batch, with its cache."""
-        torch = libs.torch()
-        if not self.rows:
-            self.rows, self.cache, self.pads = [row], row.cache, [0]
-            row.cache = None
-            return
-        length, theirs = self.length, row.cache.get_seq_length()
-        grow, short = max(0, theirs - length), max(0, length - theirs)
-        pad = torch.nn.functional.pad
-        for mine, other in zip(self.cache.layers, row.cache.layers, strict=True):
-            if getattr(mine, "keys", None) is None or getattr(other, "keys", None) is None:
-                continue
-            mine.keys = torch.cat(
-                [pad(mine.keys, (0, 0, grow, 0)), pad(other.keys, (0, 0, short, 0))]
-            )
-            mine.values = torch.cat(
-                [pad(mine.values, (0, 0, grow, 0)), pad(other.values, (0, 0, short, 0))]
-            )
-        self.pads = [p + grow for p in self.pads] + [short]
-        self.rows.append(row)
+        rows = [*self.rows, row]
+        length = max(self.length, row.cache.get_seq_length())
+        pads = [p + length - self.length for p in self.pads]
+        pads.append(length - row.cache.get_seq_length())
+        sources = [self._slices(i) for i in range(len(self.rows))]
+        sources.append([(lay.keys, lay.values) for lay in row.cache.layers])
+        self.cache = self._stack(sources, pads, length)
+        self.rows, self.pads = rows, pads
         row.cache = None
 
     def leave(self, rows: list[Row]) -> None:
         """Take these rows out; each gets its own cache back (its padding cut off)."""
-        torch, transformers = libs.torch(), libs.transformers()
+        transformers = libs.transformers()
         keep = [i for i, r in enumerate(self.rows) if r not in rows]
-        if not keep:
-            (only,) = self.rows if len(self.rows) == 1 else (None,)
-            if only is not None and self.pads[0] == 0:
-                only.cache = self.cache
-            else:
-                for index, row in enumerate(self.rows):
-                    row.cache = self._cut(index, transformers)
-            self.rows, self.cache, self.pads = [], None, []
-            return
         for index, row in enumerate(self.rows):
             if index not in keep:
                 row.cache = self._cut(index, transformers)
+        if not keep:
+            self.rows, self.cache, self.pads = [], None, []
+            return
         trim = min(self.pads[i] for i in keep)
-        picked = torch.tensor(keep, device=self.model.device)
-        for layer in self.cache.layers:
-            if getattr(layer, "keys", None) is None:
-                continue
-            layer.keys = layer.keys.index_select(0, picked)[:, :, trim:]
-            layer.values = layer.values.index_select(0, picked)[:, :, trim:]
+        pads = [self.pads[i] - trim for i in keep]
+        self.cache = self._stack([self._slices(i) for i in keep], pads, self.length - trim)
         self.rows = [self.rows[i] for i in keep]
-        self.pads = [self.pads[i] - trim for i in keep]
+        self.pads = pads
+
+    def _slices(self, index: int) -> list[tuple[Any, Any]]:
+        """Row ``index``'s keys and values in every layer, without its padding (views)."""
+        pad = self.pads[index]
+        return [
+            (lay.keys[index : index + 1, :, pad:], lay.values[index : index + 1, :, pad:])
+            for lay in self.cache.layers
+        ]
+
+    def _stack(self, sources: list[list[tuple[Any, Any]]], pads: list[int], length: int) -> Any:
+        """A batch cache of these rows' keys and values (``sources``: per row, per layer),
+        each row padded on the left (``pads``) to ``length``, with room to grow."""
+        torch, transformers = libs.torch(), libs.transformers()
+        cache = transformers.DynamicCache(config=self.model.config)
+        layer_type = roomy_layer()
+        for index in range(len(cache.layers)):
+            keys, values = sources[0][index]
+            shape = (len(sources), keys.shape[1], length + ROOM_TOKENS, keys.shape[3])
+            buffers = []
+            for part, like in ((0, keys), (1, values)):
+                buffer = torch.zeros(shape, dtype=like.dtype, device=like.device)
+                for row, (source, pad) in enumerate(zip(sources, pads, strict=True)):
+                    buffer[row, :, pad:length] = source[index][part][0]
+                buffers.append(buffer)
+            cache.layers[index] = layer_type(buffers[0], buffers[1], length)
+        return cache
 
     def _cut(self, index: int, transformers: Any) -> Any:
+        """Row ``index``'s own cache: a plain ``DynamicCache``, its padding cut off."""
         cache = transformers.DynamicCache(config=self.model.config)
-        pad = self.pads[index]
-        for mine, layer in zip(self.cache.layers, cache.layers, strict=True):
-            if getattr(mine, "keys", None) is not None:
-                layer.update(
-                    mine.keys[index : index + 1, :, pad:], mine.values[index : index + 1, :, pad:]
-                )
+        for (keys, values), layer in zip(self._slices(index), cache.layers, strict=True):
+            layer.update(keys.contiguous(), values.contiguous())
         return cache
 
     def step(self) -> list[Row]:
@@ -557,156 +518,6 @@ class Batch:
             f"memory: joining needs about {memory.human_bytes(need)} more for the caches and "
             f"{memory.human_bytes(max(0, available))} is free; it joins when another reply ends"
         )
-
-
-# -- the scheduler ----------------------------------------------------------------------------
-
-
-class Scheduler:
-    """The thread that runs the batch: it admits rows (reads their prompts), steps the
-    batch, lets rows go, and stops when no row is left (a new row starts it again)."""
-
-    def __init__(self, gate: ModelGate, current: Callable[[], Any]) -> None:
-        self.gate = gate
-        self.current = current  # the engine's LoadedModel now
-        self._cond = threading.Condition()
-        self._pending: list[Row] = []
-        self._thread: threading.Thread | None = None
-        self.batch: Batch | None = None
-        self.steps = 0  # batched steps run (for tests and the bench)
-        self.widest = 0  # the most rows seen in one step
-
-    # -- what callers see -----------------------------------------------------------------
-    def streaming(self) -> int:
-        batch = self.batch
-        return len(batch.rows) if batch is not None else 0
-
-    def cache_bytes(self, key: str | None = None) -> int:
-        batch = self.batch
-        return batch.cache_bytes(key) if batch is not None else 0
-
-    def submit(self, row: Row) -> None:
-        with self._cond:
-            self._pending.append(row)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="batch", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def alive(self) -> bool:
-        with self._cond:
-            return self._thread is not None and self._thread.is_alive()
-
-    # -- the thread -----------------------------------------------------------------------
-    def _run(self) -> None:
-        torch = libs.torch()
-        holding = False
-        try:
-            with torch.inference_mode():
-                while True:
-                    with self._cond:
-                        pending = self._settle()
-                        if not pending and not (self.batch and self.batch.rows):
-                            self._thread = None
-                            self.batch = None  # nor keep the weights alive after a swap
-                            return
-                    if not holding:
-                        holding = self.gate.try_acquire(self._describe(len(pending)))
-                        if not holding:
-                            for row in pending:
-                                row.wait(f"{self.gate.holder or 'the model'} to finish")
-                            with self._cond:
-                                self._cond.wait(0.05)
-                            continue
-                    admitted = self._admit(pending)
-                    if self.batch is not None and self.batch.rows:
-                        self._step()
-                    elif not admitted:  # rows wait for a caller that runs alone: let it
-                        self.gate.release()
-                        holding = False
-                        with self._cond:
-                            self._cond.wait(0.05)
-        except BaseException as exc:  # never leave a caller waiting
-            self._fail_all(failure(exc))
-            raise
-        finally:
-            if holding:
-                self.gate.release()
-            with self._cond:
-                if self._thread is threading.current_thread():
-                    self._thread = None
-
-    def _describe(self, extra: int = 0) -> str:
-        count = (len(self.batch.rows) if self.batch else 0) + extra
-        return plural(max(1, count), "streaming reply", "streaming replies")
-
-    def _settle(self) -> list[Row]:
-        """Pending rows that still want the model (under the condition's lock): the
-        stopped and abandoned ones end; those prepared for a model that has since been
-        swapped or reloaded are sent back to be prepared again."""
-        loaded = self.current()
-        for row in list(self._pending):
-            if row.event.is_set() or row.abandoned:
-                self._pending.remove(row)
-                self._finish(row)
-            elif loaded is not row.loaded or loaded.model is not row.model:
-                self._pending.remove(row)
-                row.finished = True
-                row.outbox.put(("retry", None))
-        return list(self._pending)
-
-    def _admit(self, pending: list[Row]) -> int:
-        admitted = 0
-        for row in pending:
-            model = row.model
-            if self.batch is None or self.batch.model is not model:
-                if self.batch is not None and self.batch.rows:
-                    row.wait("the replies on the previous weights to finish")
-                    break
-                self.batch = Batch(model)
-            alone = self.gate.waiting_alone()
-            blocker = None
-            if alone:
-                blocker = f"{alone} to run first"
-            elif len(self.batch.rows) >= MAX_ROWS:
-                blocker = (
-                    f"a place: {plural(len(self.batch.rows), 'reply is', 'replies are')} streaming"
-                )
-            else:
-                blocker = self.batch.fits(row)
-            if blocker:
-                row.wait(blocker)
-                break
-            with self._cond:
-                if row not in self._pending:
-                    continue
-                self._pending.remove(row)
-            admit(self.batch, row, pending)
-            admitted += 1
-            self.gate.holder = self._describe()
-        return admitted
-
-    def _step(self) -> None:
-        batch = self.batch
-        assert batch is not None
-        self.widest = max(self.widest, len(batch.rows))
-        self.steps += 1
-        advance(batch)
-        self.gate.holder = self._describe()
-
-    def _finish(self, row: Row) -> None:
-        finish(row)
-
-    def _fail_all(self, error: str) -> None:
-        with self._cond:
-            rows = list(self._pending) + (list(self.batch.rows) if self.batch else [])
-            self._pending.clear()
-            if self.batch is not None:
-                self.batch.rows, self.batch.cache, self.batch.pads = [], None, []
-        for row in rows:
-            if not row.finished:
-                row.error = row.error or error
-                finish(row)
 
 
 def admit(
@@ -768,113 +579,3 @@ def finish(row: Row) -> None:
             row.store.drop(row.key)
     row.cache = None
     row.outbox.put(("done", None))
-
-
-# -- the caller's side ------------------------------------------------------------------------
-
-
-RETRY = object()
-"""What :meth:`Caller.result` returns when the model changed before the row started:
-prepare the turn again."""
-
-
-class Caller:
-    """The waiting caller's half of a row, in the caller's thread: it tells ``on_wait``
-    and ``on_start``, decodes the tokens (``on_text``) and makes the result."""
-
-    def __init__(
-        self,
-        row: Row,
-        tokenizer: Any,
-        stop_strings: tuple[str, ...],
-        on_text: Callable[[str], None] | None,
-        on_start: Callable[[], None] | None,
-        on_wait: Callable[[str], None] | None,
-    ) -> None:
-        self.row = row
-        self.streamer = _Streamer(tokenizer, on_text, stop_strings)
-        self.streamer.prompt_seen = True
-        self.on_start = on_start
-        self.on_wait = on_wait
-        self.retry = False
-        self.done = False
-
-    def handle(self, kind: str, payload: Any) -> None:
-        row = self.row
-        if kind == "done":
-            self.done = True
-            return
-        if kind == "retry":
-            self.retry = self.done = True
-            return
-        if row.abandoned:
-            return
-        try:
-            if kind == "wait" and self.on_wait is not None:
-                self.on_wait(payload)
-            elif kind == "start" and self.on_start is not None:
-                self.on_start()
-            elif kind == "tokens":
-                torch = libs.torch()
-                self.streamer.put(torch.tensor(payload))
-        except Exception as exc:  # the caller's own callback failed: the row ends
-            row.abandoned = failure(exc)
-
-    def drain(self) -> None:
-        while not self.done:
-            try:
-                kind, payload = self.row.outbox.get_nowait()
-            except queue.Empty:
-                return
-            self.handle(kind, payload)
-
-    def wait(self, scheduler: Scheduler) -> None:
-        """Until the row is done (from the scheduler's thread)."""
-        while not self.done:
-            try:
-                kind, payload = self.row.outbox.get(timeout=0.5)
-            except queue.Empty:
-                if not scheduler.alive() and not self.row.finished:
-                    self.row.error = "Generation failed: the batch's thread ended."
-                    return
-                continue
-            self.handle(kind, payload)
-
-    def result(self) -> GenerationResult | object:
-        if self.retry:
-            return RETRY
-        row = self.row
-        stats = GenerationStats(prompt_tokens=len(row.prompt_ids))
-        if not row.abandoned and row.error is None:
-            try:
-                self.streamer.end()
-            except Exception as exc:
-                row.abandoned = failure(exc)
-        if row.error is not None or row.abandoned:
-            stats.stop_reason = StopReason.ERROR
-            stats.error = row.error or row.abandoned
-        self.streamer.first_token_at = row.first_token_at
-        finished = row.finished_at or time.perf_counter()
-        conclude(stats, self.streamer, row.config, row.event, row.submitted_at, finished)
-        stats.reused_tokens = row.reused
-        stats.target_forwards = row.forwards
-        return GenerationResult(
-            text=self.streamer.text, stats=stats, token_ids=list(self.streamer.token_ids)
-        )
-
-
-def run_alone(row: Row, caller: Caller) -> GenerationResult | object:
-    """The row made in this thread, which holds the model (a comparison or a replay
-    generating inside its hold, or batching turned off): the same steps, one row."""
-    batch = Batch(row.model)
-    admit(batch, row, [], caller.drain)
-    caller.drain()
-    while batch.rows:
-        if caller.row.abandoned and not row.finished:
-            batch.leave([row])
-            finish(row)
-            break
-        advance(batch)
-        caller.drain()
-    caller.drain()
-    return caller.result()

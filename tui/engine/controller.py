@@ -314,3 +314,7 @@ class ModelController:
         if self.active is None or conversation_id is None:
             return 0
         return self.active.cache_bytes(conversation_id)
+
+    def all_cache_bytes(self) -> int:
+        """Every conversation's KV cache: those kept between turns and the batch's."""
+        return self.active.cache_bytes(None) if self.active is not None else 0

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import batch, chat_format, generation, libs, loader, memory, provenance
+from . import batch, chat_format, gate, generation, libs, loader, memory, provenance, scheduler
 from .errors import EngineError
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText, OnWait
@@ -54,8 +54,8 @@ class LocalEngine(ChatEngine):
         self.reuse_cache = True
         self.batching = True  # False: every reply runs alone, one after the other
         self._load_lock = threading.RLock()
-        self.gate = batch.ModelGate()
-        self.scheduler = batch.Scheduler(self.gate, lambda: self.loaded)
+        self.gate = gate.ModelGate()
+        self.scheduler = scheduler.Scheduler(self.gate, lambda: self.loaded)
 
     # -- loading -------------------------------------------------------------------
     def load(
@@ -193,7 +193,7 @@ class LocalEngine(ChatEngine):
                 return generation.GenerationResult("", stats)
             turn = self._turn(loaded, request, event)
             result = self._run(turn, request, event, on_text, on_start, on_wait)
-            if result is not batch.RETRY:
+            if result is not scheduler.RETRY:
                 break
         assert isinstance(result, generation.GenerationResult)
         result.stats.dropped_messages = turn.info.dropped_messages
@@ -287,7 +287,7 @@ class LocalEngine(ChatEngine):
         row, loaded = turn.row, turn.loaded
         started = (lambda: on_start(turn.info)) if on_start is not None else None
         if isinstance(row, batch.Row):
-            caller = batch.Caller(
+            caller = scheduler.Caller(
                 row,
                 loaded.tokenizer,
                 generation.config_stop_strings(row.config),
@@ -305,11 +305,11 @@ class LocalEngine(ChatEngine):
                 stats = generation.GenerationStats(stop_reason=generation.StopReason.STOPPED)
                 return generation.GenerationResult("", stats)
             if self.loaded is not loaded or loaded.model is not turn.config_model:
-                return batch.RETRY
+                return scheduler.RETRY
             if isinstance(row, batch.Row):
                 torch = libs.torch()
                 with torch.inference_mode():
-                    return batch.run_alone(row, caller)
+                    return scheduler.run_alone(row, caller)
             if started is not None:
                 started()
             return generation.generate(
