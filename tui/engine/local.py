@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -257,6 +258,7 @@ class LocalEngine(ChatEngine):
         if seed is None and kwargs.get("do_sample", effective.values.get("do_sample")):
             # a sampled turn is reproducible only with its seed: draw one and keep it
             seed, drawn = secrets.randbelow(2**32), True
+        begun = time.perf_counter()  # the time to the first token counts from here
         config = generation.build_config(
             loaded.model, loaded.tokenizer, kwargs, prompt.stop_strings
         )
@@ -272,6 +274,8 @@ class LocalEngine(ChatEngine):
             key=request.conversation_id,
             keep_cache=request.keep_cache,
         )
+        if isinstance(row, batch.Row):
+            row.submitted_at = begun
         return _Turn(loaded, prompt, info, kwargs, effective, seed, drawn, assistant, config, row)
 
     def _run(
