@@ -252,6 +252,26 @@ def bigram_dir(tmp_path_factory, tokenizer, default_model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen3_thinking_dir(tmp_path_factory, default_model_dir) -> Path:
+    """A Qwen3-style reasoning model (``<think>`` tokens, ``enable_thinking``, no
+    ``response_template``: transformers serve's qwen3 fallback splits it) that writes
+    ``<think> so France</think>\\n\\n Paris.``; see :mod:`tests.thinking_models`."""
+    from tests.thinking_models import build_qwen3
+
+    return build_qwen3(default_model_dir, tmp_path_factory.mktemp("qwen3-thinking"))
+
+
+@pytest.fixture(scope="session")
+def prefill_thinking_dir(tmp_path_factory, default_model_dir) -> Path:
+    """A reasoning model whose template opens ``<think>`` itself and whose tokenizer
+    ships a ``response_template``; it writes `` the capital is</think>\\n\\n Paris.``
+    with the closing tag over three tokens; see :mod:`tests.thinking_models`."""
+    from tests.thinking_models import build_prefill
+
+    return build_prefill(default_model_dir, tmp_path_factory.mktemp("prefill-thinking"))
+
+
+@pytest.fixture(scope="session")
 def short_context_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
     """The tiny llama (RoPE: no position weights) with a 512-token context."""
     import json

@@ -269,13 +269,11 @@ class ChatApp(App):
         """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): keep every reply
         being streamed, save, quit; and once saved, end within seconds even if the
         shutdown cannot finish (a terminal that is gone can hold it forever)."""
+        from .crash import rescue
         from .terminal import exit_soon
 
         code = 128 + sig if sig else 0
-        if self._main is not None:
-            for pane in self._main.panes():
-                pane.interrupt_and_save(rescue=True)
-            self._main.remember_tabs()
+        rescue(self._main)
         if not self.is_headless:  # a real terminal (not a test's headless run)
             exit_soon(code)
         self.exit(return_code=code)

@@ -24,7 +24,9 @@ MAX_LOGS = 20  # the oldest crash logs beyond these are removed
 
 
 def rescue(main: MainScreen | None) -> None:
-    """Save every tab as SIGHUP does: nobody can be asked anything now."""
+    """Save every tab, nobody to ask (a crash, SIGTERM, SIGHUP): a reply being streamed
+    is kept, marked interrupted; a conversation that cannot be saved where it was is
+    saved as a new one."""
     if main is None:
         return
     for pane in main.panes():

@@ -29,16 +29,27 @@ class EarlyInput:
         was switched to raw mode reached us as a newline (the terminal turns CR into LF
         until then), so an early ctrl+j is the Enter it was."""
         kept, self._kept = self._kept, []
-        # Sent as the app's, as the terminal's keys are: a message bubbles no higher than
-        # its sender, so a key sent from the main screen would never reach f1 or ctrl+q.
-        token = active_message_pump.set(app)
-        try:
-            for event in kept:
-                if isinstance(event, events.Paste):
-                    app.post_message(events.Paste(event.text))
-                elif event.key == "ctrl+j":
-                    app.post_message(events.Key("enter", "\r"))
-                else:
-                    app.post_message(events.Key(event.key, event.character))
-        finally:
-            active_message_pump.reset(token)
+        type_again(app, [events.Key("enter", "\r") if _is_ctrl_j(e) else e for e in kept])
+
+
+def _is_ctrl_j(event: events.Key | events.Paste) -> bool:
+    return isinstance(event, events.Key) and event.key == "ctrl+j"
+
+
+def type_again(app: App, typed: list[events.Key | events.Paste]) -> None:
+    """Send ``typed`` again as the terminal's keys, to whatever has the focus by then.
+
+    Sent as the app's, as the terminal's keys are: a message bubbles no higher than its
+    sender, so a key sent from a screen or a pane would never reach the app's bindings
+    (f1, ctrl+q, a TextArea's backspace)."""
+    token = active_message_pump.set(app)
+    try:
+        for event in typed:
+            if isinstance(event, events.Paste):
+                again: events.Event = events.Paste(event.text)
+            else:
+                again = events.Key(event.key, event.character)
+            again.handed_over = True  # type: ignore[attr-defined]  # (see MessageView)
+            app.post_message(again)
+    finally:
+        active_message_pump.reset(token)

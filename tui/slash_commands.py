@@ -93,8 +93,8 @@ COMMANDS: dict[str, SlashCommand] = {
         SlashCommand("continue", "", "continue the last (stopped) reply", "continue_reply"),
         SlashCommand(
             "copy",
-            "[code]",
-            "copy the last reply, or its last code block (OSC 52)",
+            "[code|thinking]",
+            "copy the last reply's answer, its last code block, or its reasoning (OSC 52)",
             "copy_reply",
             OPTIONAL,
         ),

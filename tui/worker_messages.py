@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class TokenChunk(Message):
-    """Text decoded from the model, for the pane that asked."""
+    """Text decoded from the model, for the pane that asked: a piece of its answer, or
+    of its reasoning (``reasoning``) before the answer."""
 
     text: str
+    reasoning: bool = False
 
 
 @dataclass

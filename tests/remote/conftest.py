@@ -83,6 +83,18 @@ def _chunk(text: str | None = None, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps({"choices": [choice]}, ensure_ascii=False).encode() + b"\n\n"
 
 
+def _delta(**delta: str) -> bytes:
+    """An event whose delta has exactly these fields (``reasoning_content=...``)."""
+    choice = {"index": 0, "delta": delta, "finish_reason": None}
+    return b"data: " + json.dumps({"choices": [choice]}, ensure_ascii=False).encode() + b"\n\n"
+
+
+HOSTILE_THOUGHT = (
+    "\x1b]0;pwned\x07[bold red]loud[/] \x1b[2J\x9b2J $primary [@click=app.quit]quit[/]"
+)
+"""Reasoning a hostile server sends (an OSC title, markup, a screen clear, 8-bit CSI)."""
+
+
 class QuietServer(ThreadingHTTPServer):
     """A threading HTTP server that does not print a traceback when a client leaves."""
 
@@ -97,6 +109,7 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     seen_headers: ClassVar[list[dict[str, str]]] = []
+    seen_bodies: ClassVar[list[bytes]] = []  # the request bodies of POSTs
     # every request's target and client (address, port): one port is one TCP connection
     seen_requests: ClassVar[list[tuple[str, tuple[str, int]]]] = []
     # clients (address, port) whose held connection the server saw them close
@@ -158,7 +171,7 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
-        self.rfile.read(length)
+        type(self).seen_bodies.append(self.rfile.read(length))
         type(self).seen_headers.append(dict(self.headers))
         type(self).seen_requests.append((self.path, self.client_address))
         mode = self._mode()
@@ -208,6 +221,28 @@ class Misbehaving(BaseHTTPRequestHandler):
                 w.write(_chunk(word))
             w.write(_chunk(finish="stop"))
             w.write(b"data: [DONE]\n\n")
+        elif mode in ("thinking", "reasoning"):  # vLLM / llama.cpp, or newer vLLM / Ollama
+            key = "reasoning_content" if mode == "thinking" else "reasoning"
+            for piece in ("Let me", " think", " it over.\n\n"):
+                w.write(_delta(**{key: piece}))
+            for word in ("\n\nParis", " it is."):
+                w.write(_chunk(word))
+            usage = {"prompt_tokens": 5, "completion_tokens": 9}
+            usage["completion_tokens_details"] = {"reasoning_tokens": 6}
+            w.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+            w.write(_chunk(finish="stop"))
+            w.write(b"data: [DONE]\n\n")
+        elif mode == "hostilethinking":  # escape sequences, markup, a lone surrogate
+            w.write(_delta(reasoning_content=HOSTILE_THOUGHT))
+            w.write(b'data: {"choices": [{"index": 0, "delta": {"reasoning": "x\\ud800y"}}]}\n\n')
+            w.write(_chunk("Fine."))
+            w.write(_chunk(finish="stop"))
+            w.write(b"data: [DONE]\n\n")
+        elif mode == "endlessthinking":  # reasoning that never ends, 1 KiB an event
+            self._pour(
+                b"".join(_delta(reasoning_content="pondering " * 102 + "hmm") for _ in range(16))
+            )
+            return
         elif mode == "malformed":
             w.write(_chunk("partial"))
             w.write(b"data: {not json\n\n")
@@ -302,6 +337,13 @@ class Misbehaving(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
         self.wfile.flush()
         self.close_connection = True
+
+
+@pytest.fixture
+def seen_bodies() -> list[bytes]:
+    """Bodies of the POSTs the misbehaving server received (cleared per test)."""
+    Misbehaving.seen_bodies.clear()
+    return Misbehaving.seen_bodies
 
 
 @pytest.fixture

@@ -134,12 +134,21 @@ def test_an_endless_stream_is_cut_at_what_was_asked(misbehaving) -> None:
     assert r.peak < PEAK_UNDER
 
 
-def test_an_endless_stream_is_cut_at_the_hard_cap(misbehaving) -> None:
+def test_an_endless_stream_is_cut_at_the_hard_cap(misbehaving, tmp_path) -> None:
     r = run(f"{misbehaving}/endless")  # no max_tokens: only the hard cap applies
     report("endless, no max_tokens", r)
-    assert r.stop_reason == "error" and "over 16 MiB" in r.error
+    assert r.stop_reason == "error" and "over 2 MiB" in r.error
     assert MAX_REPLY < len(r.text) <= MAX_REPLY + 1024
     assert r.peak < PEAK_UNDER, "the reply's text must be held compactly"
+    # what was received can be saved, and the conversation goes on being saved
+    store = SessionStore(tmp_path)
+    conv = store.new(title="endless")
+    conv.append("user", "go on")
+    conv.append("assistant", r.text, stop_reason="error")
+    store.save(conv)
+    conv.append("user", "and after it?")
+    store.save(conv)
+    assert store.load(conv.id).messages[1].content == r.text
 
 
 def test_the_allowance_follows_max_tokens() -> None:

@@ -185,3 +185,21 @@ def test_sighup_is_handled_like_an_ssh_drop(test_env, tiny_llama_dir, data_dir) 
     assert proc.returncode == 128 + signal.SIGHUP
     (info,) = SessionStore(data_dir).list()
     assert info.messages == 2
+
+
+def test_an_endpoint_conversation_lists_the_servers_model(tmp_path) -> None:
+    """`--list` showed "default" (the local spec an endpoint conversation also records)."""
+    from tests.support import run_cli
+    from tui.store import SessionStore
+
+    store = SessionStore(tmp_path)
+    conv = store.new(
+        title="remote chat",
+        model={"source": "default", "endpoint": "http://box:8000/v1", "endpoint_model": "qwen3"},
+    )
+    conv.append("user", "hi")
+    store.save(conv)
+    code, out, _ = run_cli("--data-dir", str(tmp_path), "--list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if "remote chat" in line)
+    assert "qwen3 @ http://box:8000/v1" in row and "default" not in row

@@ -337,3 +337,33 @@ def test_an_unreadable_session_target_is_reported_not_duplicated(store: SessionS
     with pytest.raises(CorruptSessionError):
         store.save(conv)  # never overwrite what cannot be read
     assert path.read_bytes() == before
+
+
+def test_the_largest_revision_a_read_accepts_is_never_written_past(
+    store: SessionStore,
+) -> None:
+    """`revision = 9223372036854775807` (the largest TOML integer) was saved as one more,
+    which the next read refused: the conversation was locked. It stays readable."""
+    store.folder.mkdir(parents=True, exist_ok=True)
+    (store.folder / "maxed.toml").write_text(
+        'schema_version = 2\nid = "maxed"\nrevision = 9223372036854775807\n' + msg("a")
+    )
+    for word in ("one", "two"):
+        conv = store.load("maxed")
+        conv.append("assistant", word)
+        store.save(conv)
+    again = store.load("maxed")
+    assert again.revision == 2**63 - 1
+    assert [m.content for m in again.messages][-2:] == ["one", "two"]
+
+
+def test_exporting_a_file_from_a_newer_chat_tui_says_so(store: SessionStore) -> None:
+    """`--export` of a newer schema said "No saved conversation called …"."""
+    store.folder.mkdir(parents=True, exist_ok=True)
+    (store.folder / "future.toml").write_text('schema_version = 99\nid = "future"\n')
+    for args in (("--export", "future"), ("--replay", "future")):
+        code, out, err = run_cli("--data-dir", str(store.root), *args)
+        assert code == 1 and out == ""
+        assert "future.toml: schema_version 99 is newer" in err and "No saved" not in err
+    code, _, err = run_cli("--data-dir", str(store.root), "--export", "nothing")
+    assert code == 1 and "No saved conversation called 'nothing'" in err

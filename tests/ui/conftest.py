@@ -32,6 +32,7 @@ from tui.app import ChatApp
 from tui.engine.errors import EngineError
 from tui.engine.generation import GenerationResult, GenerationStats, TurnInfo
 from tui.engine.protocol import Capabilities, ChatEngine, ChatRequest
+from tui.engine.reasoning import Reasoning, parts
 from tui.engine.settings import GenerationSettings
 from tui.engine.spec import ModelSpec
 from tui.reasons import StopReason
@@ -119,6 +120,7 @@ class FakeEngine(ChatEngine):
         self.chat_error: BaseException | None = None
         self.waiting_for: str | None = None
         self.proceed = threading.Event()
+        self.notices: list[str] = []  # said as each turn starts, and in its result
         self.load_error: EngineError | None = None
         self.calls: list[ChatCall] = []
         self.loads: list[ModelSpec] = []
@@ -189,6 +191,7 @@ class FakeEngine(ChatEngine):
                 TurnInfo(
                     prompt_tokens=self.count_tokens(messages, system_prompt),
                     context_limit=self.loaded.context_limit,
+                    notices=list(self.notices),
                 )
             )
         if self.chat_error is not None:
@@ -223,7 +226,13 @@ class FakeEngine(ChatEngine):
         if conversation_id is not None:
             with self._lock:
                 self.cache[conversation_id] = 4096 * (stats.prompt_tokens + len(sent))
-        return GenerationResult("".join(sent), stats)
+        thought, said = parts(sent)  # Reasoning chunks are the reply's thinking
+        if thought:
+            stats.reasoning_tokens = sum(isinstance(c, Reasoning) for c in sent)
+            stats.reasoning_seconds = 12.0
+        result = GenerationResult(said, stats, reasoning=thought)
+        result.notices.extend(self.notices)  # as LocalEngine does, for the command line
+        return result
 
     def forget(self, conversation_id: str) -> None:
         with self._lock:

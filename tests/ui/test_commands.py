@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from textual.widgets import Input, Markdown, TextArea
 
+from tui.screens.dialogs import ChoiceScreen
 from tui.screens.help import HelpScreen
 from tui.slash_commands import COMMANDS
 from tui.widgets.message_view import MessageView
+from tui.widgets.prompt_input import PromptInput
 
 SIZE = (120, 40)
 
@@ -186,11 +188,16 @@ async def test_stats_shows_the_last_reply_and_the_model(make_app, ui):
     async with app.run_test(size=SIZE) as pilot:
         await ui.send(pilot, "hello there")
         await command(pilot, ui, "/stats")
-        (stats,) = [n for n in ui.notes(app) if n.title == "Stats"]
-        assert "last reply: 2 prompt + 3 new tokens" in stats.message
-        assert "first token 250 ms, 40.0 tok/s, stop: eos" in stats.message
-        assert "model: fake-model" in stats.message
-        assert "process RAM" in stats.message
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), "the stats")
+        stats = app.screen.question  # a dialog that stays until closed, not a toast
+        assert stats.startswith("Stats")
+        assert "last reply: 2 prompt + 3 new tokens" in stats
+        assert "first token 250 ms, 40.0 tok/s, stop: eos" in stats
+        assert "model: fake-model" in stats
+        assert "process RAM" in stats
+        await ui.press(pilot, "enter")
+        await ui.wait_until(pilot, lambda: app.screen is app.main_screen, "the stats closed")
+        assert isinstance(app.focused, PromptInput)
 
 
 async def test_exit_saves_and_quits(make_app, dirs, ui):

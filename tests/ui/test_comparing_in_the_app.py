@@ -73,7 +73,9 @@ async def test_compare_fp32_with_bf16_side_by_side(real_app, dirs, ui) -> None:
         assert "greedy" in shown  # said on screen: a fair comparison
         for stat in ("weights:", "peak:", "TTFT:", "tok/s:", "new:", "stop:", "similarity:"):
             assert shown.count(stat) == 2, stat
-        assert "kept as versions of this turn" in shown
+        status = str(screen.query_one("#compare-status").render())
+        assert "1 reply kept as a version of this turn" in status
+        assert "1 already a version of this turn, not kept twice" in status
         comparison = screen.comparison
         assert comparison is not None and comparison.greedy
         ref, other = comparison.replies
@@ -87,13 +89,19 @@ async def test_compare_fp32_with_bf16_side_by_side(real_app, dirs, ui) -> None:
         # the original model, the same object, with this conversation's cache
         assert app.controller.engine is engine and app.controller.model is model_before
         assert app.controller.cache_bytes(pane.conversation.id) == cache_before
-        # the active branch is unchanged; the two new replies are its siblings
+        # the active branch is unchanged; the greedy reply was the reference (the same
+        # text), so only the new reply joins it as a version, once, however often compared
         assert pane.conversation.transcript == [user, reply]
+        assert ref.text == reply.content
+        await ui.send(pilot, "/compare @bf16")
+        again = await _comparison(app, pilot, ui)
+        await ui.wait_until(pilot, lambda: again.finished, "the second comparison", timeout=120)
+        await ui.press(pilot, "escape")
         siblings = pane.conversation.siblings(reply.id)
-        assert [m.label for m in siblings] == [None, "@fp32", "@bf16"]
-        assert [m.content for m in siblings[1:]] == [ref.text, other.text]
+        assert [m.label for m in siblings] == [None, "@bf16"]
+        assert [m.content for m in siblings] == [ref.text, other.text]
         header = next(v for v in pane.query(MessageView) if v.message is reply)
-        assert header.version == (1, 3)
+        assert header.version == (1, 2)
         conv_id = pane.conversation.id
 
         # and the conversation goes on with the original model
@@ -102,10 +110,9 @@ async def test_compare_fp32_with_bf16_side_by_side(real_app, dirs, ui) -> None:
 
     saved = dirs.store().load(conv_id)
     labelled = {m.label: m for m in saved.messages if m.label}
-    assert set(labelled) == {"@fp32", "@bf16"}
+    assert set(labelled) == {"@bf16"}
     assert labelled["@bf16"].content == other.text
     assert labelled["@bf16"].provenance["dtype"] == "bf16"
-    assert labelled["@fp32"].provenance["dtype"] == "fp32"
     assert labelled["@bf16"].weights_bytes and labelled["@bf16"].peak_bytes
     assert len(saved.transcript) == 4  # the active branch went on as before
 
@@ -131,7 +138,7 @@ async def test_compare_with_8bit_one_after_the_other(real_app, dirs, ui) -> None
         assert app.controller.model is model_before
         assert next(iter(model_before.model.parameters())).device.type == "cpu"
         labels = [m.label for m in pane.conversation.siblings(reply.id)]
-        assert labels == [None, "@fp32", "@8bit"]
+        assert labels == [None, "@8bit"]  # the greedy reply was the reference's text
 
 
 async def test_esc_stops_a_comparison_and_keeps_what_was_shown(real_app, dirs, ui) -> None:

@@ -101,3 +101,20 @@ async def test_the_picker_says_when_there_is_no_hub_cache(make_app, ui, monkeypa
         await ui.wait_until(
             pilot, lambda: "no Hugging Face cache" in str(note.content), "the cache note"
         )
+
+
+async def test_after_a_swap_the_status_line_has_no_figures_of_the_old_model(
+    make_app, engine, ui
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ui.send(pilot, "hello")
+        pane = app.main_screen.active_pane
+        status = lambda: str(pane.query_one(".status").render())  # noqa: E731
+        assert "40.0 tok/s" in status()
+        await ui.send(pilot, "/model ./other")
+        await ui.wait_until(pilot, lambda: app.controller.model.name == "other", "the swap")
+        await ui.wait_until(pilot, lambda: "other" in status(), "the new model in the status")
+        assert "tok/s" not in status(), status()
+        await ui.send(pilot, "and now?")
+        assert "40.0 tok/s" in status()  # this model's own figures

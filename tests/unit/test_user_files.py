@@ -173,3 +173,16 @@ def test_a_chat_template_file_that_is_not_a_small_file_is_one_sentence(
     _hostile(path, kind)
     with pytest.raises(TemplateError, match="Cannot read chat template"):
         finishes(lambda: read_chat_template(str(path)), 10)
+
+
+def test_the_command_line_says_what_in_the_config_it_ignored(config_dir: Path, tmp_path) -> None:
+    """One-shot and --replay name each ignored config key on stderr (the app shows them
+    as notices); a listing stays quiet about the model."""
+    from tests.support import run_cli
+
+    (config_dir / "config.toml").write_text("[model]\ndevice = 5\nbogus = 1\n")
+    code, _, err = run_cli("--data-dir", str(tmp_path), "--replay", "nothing")
+    assert "[model] device = 5 should be text in quotes; it is ignored." in err
+    assert "has no setting 'bogus'" in err and code == 1
+    code, _, err = run_cli("--data-dir", str(tmp_path), "--list")
+    assert code == 0 and "device" not in err

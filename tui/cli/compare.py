@@ -15,6 +15,7 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
     reply stays on the active branch."""
     from ..engine import EngineError
     from ..engine.compare import compare_turn
+    from ..engine.reasoning import Reasoning
     from ..engine.spec import parse_compare_spec, precision_tag
     from ..reasons import StopReason
     from ..safe_text import one_line, visible
@@ -41,6 +42,10 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
         shown["open"] = False
 
     def on_text(index: int, chunk: str) -> None:
+        if isinstance(chunk, Reasoning):  # stderr with --show-thinking; never stdout
+            turn.think(chunk, f"[{one_line(labels.get(index, f'#{index}'))} thinking]")
+            return
+        turn.thinking_done()
         if index != shown["index"]:
             end_reply()
             shown["index"] = index
@@ -48,6 +53,10 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
             turn.write(f"[{one_line(labels.get(index, f'#{index}'))}]\n", raw=True)
             shown["open"] = True
         turn.write(chunk)
+
+    def on_reply(_reply) -> None:
+        turn.thinking_done()  # the next reply's reasoning gets its own heading
+        end_reply()
 
     def on_progress(step) -> None:
         if step.stage in ("loading", "restoring") and step.fraction is not None:
@@ -66,7 +75,7 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
             stop_event=turn.stop,
             on_progress=on_progress,
             on_text=on_text,
-            on_reply=lambda reply: end_reply(),
+            on_reply=on_reply,
         )
 
     try:
@@ -90,7 +99,7 @@ def run_compare(ns: argparse.Namespace, engine, turn: Turn, progress: StderrProg
             fields["stop_reason"] = StopReason.INTERRUPTED
         if reply.error:
             failures.append(f"{reply.label}: {reply.error}")
-            if not reply.text:
+            if not reply.text and not reply.reasoning:
                 continue
         conv.add_child(user, "assistant", reply.text, make_head=reply.is_reference, **fields)
     notes: list[str] = list(comparison.notes) if comparison is not None else []

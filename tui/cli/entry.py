@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .model_choice import choose_spec, spec_overrides
-from .output import EXIT_INTERRUPTED, EXIT_USAGE, error
+from .output import EXIT_INTERRUPTED, EXIT_USAGE, error, note
 from .parser import UsageError, build_parser, not_utf8, split_positionals
 
 
@@ -35,6 +35,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     try:
         model, settings_args = split_positionals(ns.args)
+        if ns.think is not None:  # the chat template's switch, as enable_thinking=...
+            settings_args = [*settings_args, f"enable_thinking={str(ns.think).lower()}"]
         given = spec_overrides(ns, model)
         config = AppConfig.load()
         spec = choose_spec(given, None if ns.endpoint else config.model)
@@ -55,6 +57,9 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_usage(sys.stderr)
         error(str(exc))
         return EXIT_USAGE
+    if ns.prompt is not None or ns.replay is not None:  # (the app shows them itself)
+        for problem in filter(None, [config.problem, *config.warnings]):
+            note(problem)  # the user's config file is wrong: said, then ignored
     if ns.serve:
         from ..serve import serve
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from .backend import make_engine
-from .output import EXIT_ERROR, EXIT_USAGE, StderrProgress, error
+from .output import EXIT_ERROR, EXIT_USAGE, StderrProgress, error, note
 from .turn import Turn
 
 
@@ -95,19 +95,37 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
 
         return run_compare(ns, engine, turn, progress)
 
+    from ..engine.reasoning import Reasoning, parts
+
     received: list[str] = []
 
     def on_text(chunk: str) -> None:
         received.append(chunk)
-        turn.write(chunk)
+        if isinstance(chunk, Reasoning):
+            turn.think(chunk)
+        else:
+            turn.thinking_done()
+            turn.write(chunk)
+
+    said_first: list[str] = []
+
+    def on_start(info) -> None:  # what the turn's set-up found, said before the reply
+        for notice in info.notices:
+            note(notice)
+            said_first.append(notice)
 
     request = ChatRequest(conv.chat_messages(), conv.system_prompt or None)
     try:
-        result = turn.generate(lambda: engine.chat(request, stop_event=turn.stop, on_text=on_text))
+        result = turn.generate(
+            lambda: engine.chat(request, stop_event=turn.stop, on_text=on_text, on_start=on_start)
+        )
     except EngineError as exc:
         error(str(exc))
         return EXIT_ERROR
-    text = "".join(received) if result is None or turn.interrupts.received else result.text
+    thought, text = parts(received)
+    if result is not None and not turn.interrupts.received:
+        thought, text = result.reasoning, result.text
+    turn.thinking_done()
     turn.finish_text()
     if text and not text.endswith("\n"):
         turn.write("\n")
@@ -117,14 +135,14 @@ def run_one_shot(ns: argparse.Namespace, spec, settings_args: list[str]) -> int:
     else:
         reason = StopReason(stats.stop_reason) if stats else StopReason.ERROR
     fields = stats.message_fields() if stats else {}
-    fields.update(stop_reason=reason)
+    fields.update(stop_reason=reason, reasoning=thought or None)
     conv.append(
         "assistant",
         text,
         model=engine.loaded.name if engine.loaded else spec.display_name,
         **fields,
     )
-    notes = list(result.notices) if result is not None else []
+    notes = [n for n in result.notices if n not in said_first] if result is not None else []
     if ns.stats and stats is not None:
         notes.append(stats.describe())
     failures = [stats.error] if stats is not None and stats.error else []

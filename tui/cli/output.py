@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what `git log | head -1` leaves in PIPESTATUS
 
 
 def error(message: str) -> None:
@@ -37,12 +38,15 @@ class StdoutFailed(Exception):
         self.cause = cause
 
     def report(self) -> int:
-        """Silence for a closed pipe (as shell users expect), one sentence otherwise."""
+        """A closed pipe: silence and 141, as a program killed by SIGPIPE ends (``git log |
+        head -1``), so a script can tell "the reader stopped" from a failure. Anything
+        else (a full disk): one sentence and 1."""
         silence_stdout()
-        if not isinstance(self.cause, BrokenPipeError):
-            from ..store.errors import describe_os_error
+        if isinstance(self.cause, BrokenPipeError):
+            return EXIT_CLOSED_PIPE
+        from ..store.errors import describe_os_error
 
-            error(f"Could not write to standard output: {describe_os_error(self.cause)}.")
+        error(f"Could not write to standard output: {describe_os_error(self.cause)}.")
         return EXIT_ERROR
 
 

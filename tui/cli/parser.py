@@ -34,6 +34,10 @@ SPEC (for --compare) is [MODEL][@PRECISION]: @fp32, @bf16, @fp16, @8bit, @4bit (
 
 generation settings are GenerationConfig fields given as key=value, e.g.
   temperature=0.7 top_p=0.9 top_k=50 max_new_tokens=512 do_sample=true seed=42
+
+exit codes: 0 done; 1 an error (one sentence on stderr); 2 a usage error; 130 Ctrl-C and
+  128+N for signal N (what was printed is saved); 141 stdout closed by its reader
+  (`chat-tui --list | head -1`), quietly, as `git log | head -1`.
 """
 
 
@@ -97,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument(
         "--stats", action="store_true", help="one-shot: print generation stats to stderr"
+    )
+    chat.add_argument(
+        "--think",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let a reasoning model think before it answers, or not (the chat template's "
+        "enable_thinking; default: the template's own)",
+    )
+    chat.add_argument(
+        "--show-thinking",
+        action="store_true",
+        help="one-shot: stream a reasoning model's thinking to stderr (stdout gets the "
+        "answer alone)",
     )
     chat.add_argument(
         "--compare",

@@ -20,7 +20,7 @@ def replay_target(store, text: str):
         name, _, selector = text.rpartition(":")
         info = store.find(name)
     if info is None:
-        raise StoreError(f"No saved conversation called {text!r}; see chat-tui --list.")
+        raise StoreError(store.not_found(text))
     conv = store.load(info.id)
     transcript = conv.transcript
     if selector is None:
@@ -105,6 +105,7 @@ def run_replay(ns: argparse.Namespace, start, given: dict[str, object]) -> int:
                 message.provenance or {},
                 system_prompt=conv.system_prompt or None,
                 saved_stop_reason=message.stop_reason,
+                saved_reasoning=message.reasoning or "",
                 progress=progress,
                 stop_event=stop,
                 spec=spec,

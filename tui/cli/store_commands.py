@@ -31,7 +31,7 @@ def run_store_command(ns: argparse.Namespace) -> int:
         elif ns.export is not None:
             info = store.find(ns.export)
             if info is None:
-                error(one_line(f"No saved conversation called {ns.export!r}; see chat-tui --list."))
+                error(one_line(store.not_found(ns.export)))
                 return EXIT_ERROR
             text = exporter.export(store.load(info.id), ns.format)
         elif ns.import_file is not None:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from ..safe_text import StreamStripper
 from ..store.errors import StoreError
 from .output import EXIT_ERROR, EXIT_OK, Stdout, StdoutFailed, error, note
 from .signals import Interrupts
@@ -38,6 +39,8 @@ class Turn:
         self.save_error: StoreError | None = None  # the last save that failed
         self.closed: StdoutFailed | None = None  # stdout failed: nothing more is written
         self._stdout = Stdout(raw=ns.raw and not sys.stdout.isatty())
+        self.show_thinking = bool(getattr(ns, "show_thinking", False))
+        self._thinking: StreamStripper | None = None  # reasoning being shown on stderr
 
     @property
     def cut_short(self) -> bool:
@@ -58,6 +61,32 @@ class Turn:
         except StdoutFailed as exc:
             self.closed = exc
             self.stop.set()
+
+    def think(self, text: str, heading: str | None = None) -> None:
+        """A piece of the model's reasoning: on stderr, sanitized, with
+        ``--show-thinking``; else nowhere. ``heading`` (which reply thinks, for
+        --compare) goes on a line of its own before a new run of reasoning."""
+        if not self.show_thinking:
+            return
+        if self._thinking is None:
+            self._thinking = StreamStripper()
+            if heading:
+                self._stderr(heading + "\n")
+        self._stderr(self._thinking.feed(text))
+
+    def thinking_done(self) -> None:
+        """The reasoning ended (the answer begins, or the reply ended)."""
+        if self._thinking is not None:
+            self._stderr(self._thinking.flush() + "\n")
+            self._thinking = None
+
+    @staticmethod
+    def _stderr(text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError, UnicodeEncodeError):
+            pass
 
     def finish_text(self) -> None:
         """The end of one streamed text: what the sanitizer still holds."""

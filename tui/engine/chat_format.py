@@ -52,8 +52,18 @@ class Prompt:
     uses_fallback: bool = False
 
 
+def _message(m: dict[str, str]) -> dict[str, str]:
+    """A role/content dict, with the reply's reasoning (``reasoning_content``, the field
+    chat templates read) when it has some: the template decides whether the model sees
+    it again (Qwen3's keeps only the reasoning after the last question)."""
+    out = {"role": m["role"], "content": m["content"]}
+    if m.get("reasoning_content"):
+        out["reasoning_content"] = m["reasoning_content"]
+    return out
+
+
 def with_system(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict]:
-    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    msgs = [_message(m) for m in messages]
     if system_prompt and not (msgs and msgs[0]["role"] == "system"):
         msgs.insert(0, {"role": "system", "content": system_prompt})
     return msgs
@@ -71,13 +81,40 @@ def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"role": "user", "content": system}, *rest]
 
 
-def _render(tokenizer: Any, messages: list[dict], template: str, continue_final: bool) -> str:
+OWN_PARAMETERS = frozenset(
+    {
+        "conversation", "messages", "tools", "documents", "chat_template",
+        "add_generation_prompt", "continue_final_message", "tokenize", "padding",
+        "truncation", "max_length", "return_tensors", "return_dict",
+        "return_assistant_tokens_mask", "tokenizer_kwargs", "kwargs",
+    }
+)  # fmt: skip
+
+
+def template_arguments(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The chat-template keyword arguments that reach the template (``enable_thinking``):
+    names of ``apply_chat_template``'s own parameters are never taken from settings."""
+    return {
+        k: v
+        for k, v in (kwargs or {}).items()
+        if isinstance(k, str) and k.isidentifier() and k not in OWN_PARAMETERS
+    }
+
+
+def _render(
+    tokenizer: Any,
+    messages: list[dict],
+    template: str,
+    continue_final: bool,
+    template_kwargs: dict[str, Any] | None = None,
+) -> str:
     return tokenizer.apply_chat_template(
         messages,
         chat_template=template,
         add_generation_prompt=not continue_final,
         continue_final_message=continue_final,
         tokenize=False,
+        **template_arguments(template_kwargs),
     )
 
 
@@ -87,6 +124,7 @@ def build_prompt(
     system_prompt: str | None = None,
     template_override: str | None = None,
     continue_final: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> Prompt:
     msgs = with_system(messages, system_prompt)
     template = template_override or getattr(tokenizer, "chat_template", None)
@@ -96,12 +134,12 @@ def build_prompt(
         template = FALLBACK_TEMPLATE
         notices.append(FALLBACK_NOTICE)
     try:
-        text = _render(tokenizer, msgs, template, continue_final)
+        text = _render(tokenizer, msgs, template, continue_final, template_kwargs)
     except Exception as first:
         if not (msgs and msgs[0]["role"] == "system"):
             raise TemplateError(f"The chat template failed to render: {first}.") from None
         try:
-            text = _render(tokenizer, fold_system(msgs), template, continue_final)
+            text = _render(tokenizer, fold_system(msgs), template, continue_final, template_kwargs)
         except Exception as second:
             raise TemplateError(f"The chat template failed to render: {second}.") from None
         notices.append(FOLDED_SYSTEM_NOTICE)
@@ -162,6 +200,7 @@ def fit_prompt(
     context_limit: int | None = None,
     max_new_tokens: int | None = None,
     max_new_tokens_is_users: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> FittedPrompt:
     """Build the prompt; if it does not fit ``context_limit`` minus the room kept for the
     reply (:func:`reply_reserve`), leave out the oldest turns, never the system prompt
@@ -169,7 +208,9 @@ def fit_prompt(
 
     Raises :class:`ContextLengthError` when the system prompt and the last message alone
     leave no room for a reply."""
-    full = build_prompt(tokenizer, messages, system_prompt, template_override, continue_final)
+    full = build_prompt(
+        tokenizer, messages, system_prompt, template_override, continue_final, template_kwargs
+    )
     if not context_limit or context_limit <= 0:
         return FittedPrompt(full, 0, max_new_tokens, list(full.notices))
     budget = context_limit - reply_reserve(context_limit, max_new_tokens)
@@ -184,7 +225,12 @@ def fit_prompt(
         def build(cut: int) -> Prompt:
             if cut not in built:
                 built[cut] = build_prompt(
-                    tokenizer, head + rest[cut:], None, template_override, continue_final
+                    tokenizer,
+                    head + rest[cut:],
+                    None,
+                    template_override,
+                    continue_final,
+                    template_kwargs,
                 )
             return built[cut]
 

@@ -102,10 +102,17 @@ class ComparedReply:
     reference, larger when the reference model finds this reply less likely."""
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    reasoning: str = ""
+    """A reasoning model's thinking before ``text`` (kept, not compared)."""
 
     @property
     def is_reference(self) -> bool:
         return self.index == 0
+
+    @property
+    def answer_ids(self) -> list[int]:
+        """The answer's tokens: what similarity and divergence compare."""
+        return self.token_ids[self.stats.reasoning_tokens or 0 :]
 
     def message_fields(self) -> dict[str, Any]:
         """Keyword arguments for ``tui.store`` ``Conversation.append`` /
@@ -116,6 +123,7 @@ class ComparedReply:
             label=self.label,
             weights_bytes=self.weights_bytes,
             peak_bytes=self.peak_bytes,
+            reasoning=self.reasoning or None,
         )
         if self.error and not fields.get("error"):
             fields["error"] = self.error
@@ -302,6 +310,7 @@ class _Run:
             spec=loaded.spec,
             placement=placement,
             text=result.text,
+            reasoning=result.reasoning,
             token_ids=list(result.token_ids),
             stats=result.stats,
             weights_bytes=weights,
@@ -514,8 +523,8 @@ def _compare_one(
         return reply
 
     tokenizer = reference.tokenizer
-    if same_vocab:
-        mine, theirs = reply.token_ids, ref.token_ids
+    if same_vocab:  # the answers are compared; the reasoning is kept, not compared
+        mine, theirs = reply.answer_ids, ref.answer_ids
     else:  # another tokenizer: compare both texts in the reference's tokens
         mine = tokenizer(reply.text, add_special_tokens=False)["input_ids"]
         theirs = tokenizer(ref.text, add_special_tokens=False)["input_ids"]
@@ -528,7 +537,8 @@ def _compare_one(
     stopped = run.event.is_set() or reply.stats.stop_reason == StopReason.STOPPED
     if comparison.greedy and ref.mean_logprob is not None and mine and not stopped:
         run.report("scoring", index, label, f"scoring {label} under {ref.label}")
-        reply.mean_logprob = _mean(engine.score(prompt_ids, mine))
+        scored = reply.token_ids if same_vocab else mine  # the whole reply, as written
+        reply.mean_logprob = _mean(engine.score(prompt_ids, scored))
         if reply.mean_logprob is not None:
             reply.logprob_gap = ref.mean_logprob - reply.mean_logprob
     return reply

@@ -283,6 +283,7 @@ class ModelController:
         progress: Progress | None = None,
         spec: ModelSpec | None = None,
         allow_download: bool = False,
+        saved_reasoning: str | None = None,
     ) -> ReplayReport | None:
         """Make a saved reply again from its snapshot (see :func:`.replay.replay`), on the
         local engine when it holds the snapshot's model; ``None`` if stopped while
@@ -299,6 +300,7 @@ class ModelController:
                 snapshot,
                 system_prompt=system_prompt,
                 saved_stop_reason=saved_stop_reason,
+                saved_reasoning=saved_reasoning,
                 engine=engine,  # type: ignore[arg-type]
                 progress=progress,
                 stop_event=stop_event,

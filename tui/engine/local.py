@@ -10,11 +10,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import batch, chat_format, gate, generation, libs, loader, memory, provenance, scheduler
+from . import (
+    batch,
+    chat_format,
+    gate,
+    generation,
+    libs,
+    loader,
+    memory,
+    provenance,
+    reasoning,
+    scheduler,
+)
 from .errors import EngineError
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText, OnWait
-from .settings import EffectiveSettings, GenerationSettings
+from .settings import EffectiveSettings, GenerationSettings, is_template_kwarg
 from .spec import ModelSpec
 
 
@@ -107,16 +118,29 @@ class LocalEngine(ChatEngine):
         messages: Sequence[dict[str, str]],
         system_prompt: str | None = None,
         continue_final: bool = False,
+        settings: GenerationSettings | None = None,
     ) -> chat_format.Prompt:
         loaded = self.require_model()
         return chat_format.build_prompt(
-            loaded.tokenizer, messages, system_prompt, loaded.chat_template, continue_final
+            loaded.tokenizer,
+            messages,
+            system_prompt,
+            loaded.chat_template,
+            continue_final,
+            (settings or self.settings).template_kwargs(),
         )
 
     def count_tokens(
         self, messages: Sequence[dict[str, str]], system_prompt: str | None = None
     ) -> int:
         return len(self.build_prompt(messages, system_prompt).ids)
+
+    def response_template(self) -> dict | None:
+        """How the loaded model's replies split into reasoning and answer (see
+        :mod:`.reasoning`), or None."""
+        loaded = self.require_model()
+        model_type = getattr(getattr(loaded.model, "config", None), "model_type", None)
+        return reasoning.response_template(loaded.tokenizer, model_type)
 
     def effective_settings(self, settings: GenerationSettings | None = None) -> EffectiveSettings:
         """The settings a turn on the loaded model uses: its own generation_config,
@@ -148,6 +172,7 @@ class LocalEngine(ChatEngine):
             context_limit=loaded.context_limit,
             max_new_tokens=wanted,
             max_new_tokens_is_users=effective.sources.get("max_new_tokens") == "user",
+            template_kwargs=(settings or self.settings).template_kwargs(),
         )
         info = generation.TurnInfo(
             prompt_tokens=len(fitted.prompt.ids),
@@ -193,14 +218,22 @@ class LocalEngine(ChatEngine):
                 stats = generation.GenerationStats(stop_reason=generation.StopReason.STOPPED)
                 return generation.GenerationResult("", stats)
             turn = self._turn(loaded, request, event)
-            result = self._run(turn, request, event, on_text, on_start, on_wait)
+            template = self.response_template()
+            splitter = reasoning.ReplySplitter.create(template, turn.prompt.text, on_text)
+            feed = splitter.feed if splitter is not None else on_text
+            result = self._run(turn, request, event, feed, on_start, on_wait, splitter is not None)
             if result is not scheduler.RETRY:
                 break
         assert isinstance(result, generation.GenerationResult)
+        if splitter is not None and template is not None:
+            self._split(result, splitter, template, turn.prompt.text)
         result.stats.dropped_messages = turn.info.dropped_messages
         result.notices.extend(turn.info.notices)
         kwargs = turn.kwargs
         used = dict(turn.effective.values)
+        used.update(  # the chat-template switches shape the prompt: a replay needs them
+            (k, v) for k, v in turn.active.values.items() if is_template_kwarg(k)
+        )
         for name in ("max_new_tokens", "min_new_tokens", "prompt_lookup_num_tokens"):
             if kwargs.get(name) is not None:
                 used[name] = kwargs[name]
@@ -253,6 +286,10 @@ class LocalEngine(ChatEngine):
             kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup
         assistant = self.assistant if request.speculative else None
         effective = info.settings or active.effective(None)
+        if kwargs.get("prompt_lookup_num_tokens"):
+            blocked = generation.lookup_blocked({**effective.values, **kwargs})
+            if blocked:
+                info.notices.append(blocked)
         seed = active.values.get("seed")
         drawn = False
         if seed is None and kwargs.get("do_sample", effective.values.get("do_sample")):
@@ -276,7 +313,9 @@ class LocalEngine(ChatEngine):
         )
         if isinstance(row, batch.Row):
             row.submitted_at = begun
-        return _Turn(loaded, prompt, info, kwargs, effective, seed, drawn, assistant, config, row)
+        return _Turn(
+            loaded, prompt, info, active, kwargs, effective, seed, drawn, assistant, config, row
+        )
 
     def _run(
         self,
@@ -286,8 +325,10 @@ class LocalEngine(ChatEngine):
         on_text: OnText | None,
         on_start: OnStart | None,
         on_wait: OnWait | None,
+        special: bool = False,
     ) -> generation.GenerationResult | object:
-        """Make the reply: in the batch, or alone (holding the model)."""
+        """Make the reply: in the batch, or alone (holding the model). ``special``: the
+        text keeps the special tokens the model writes (for a reasoning parser)."""
         row, loaded = turn.row, turn.loaded
         started = (lambda: on_start(turn.info)) if on_start is not None else None
         if isinstance(row, batch.Row):
@@ -298,6 +339,7 @@ class LocalEngine(ChatEngine):
                 on_text,
                 started,
                 on_wait,
+                generation.special_decoder(loaded.tokenizer, row.config) if special else None,
             )
             if self.batching and not self.gate.held_here():
                 self.scheduler.submit(row)
@@ -327,6 +369,7 @@ class LocalEngine(ChatEngine):
                 stop_strings=turn.prompt.stop_strings,
                 seed=turn.seed,
                 assistant_model=turn.assistant.model if turn.assistant else None,
+                special_tokens=special,
             )
 
     @staticmethod
@@ -340,6 +383,23 @@ class LocalEngine(ChatEngine):
     def streaming(self) -> int:
         """Replies decoding in the batch now."""
         return self.scheduler.streaming()
+
+    def _split(
+        self,
+        result: generation.GenerationResult,
+        splitter: reasoning.ReplySplitter,
+        template: dict,
+        prefix: str,
+    ) -> None:
+        """The reply as its two parts, and the tokens and time the reasoning took."""
+        splitter.finish()
+        result.text, result.reasoning = splitter.answer, splitter.reasoning
+        if splitter.had_reasoning:
+            loaded = self.require_model()
+            result.stats.reasoning_seconds = splitter.thought_seconds
+            result.stats.reasoning_tokens = reasoning.count_reasoning_tokens(
+                loaded.tokenizer, template, prefix, result.token_ids
+            )
 
     # -- holding the model for a series of calls ---------------------------------------
     @contextlib.contextmanager
@@ -430,6 +490,7 @@ class _Turn:
     loaded: loader.LoadedModel
     prompt: chat_format.Prompt
     info: generation.TurnInfo
+    active: GenerationSettings  # the settings asked for (the engine's when none)
     kwargs: dict[str, Any]
     effective: EffectiveSettings
     seed: int | None

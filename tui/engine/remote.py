@@ -66,7 +66,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from ..reasons import StopReason
 from ..safe_text import fix_surrogates
-from .chat_format import with_system
+from .chat_format import template_arguments, with_system
 from .errors import EngineError
 from .generation import (
     GenerationResult,
@@ -75,6 +75,7 @@ from .generation import (
 )
 from .progress import Progress
 from .protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText, OnWait
+from .reasoning import ReplySplitter
 from .settings import GenerationSettings
 from .spec import ModelSpec
 
@@ -85,7 +86,9 @@ DEFAULT_TIMEOUT = 60.0
 POLL = 0.05  # the longest the caller waits before the stop event is checked again
 MAX_HEADERS = 64 * 1024  # all response headers together
 MAX_LINE = 1 << 20  # one event-stream line (an OpenAI chunk is well under 1 KiB)
-MAX_REPLY = 16 << 20  # a reply's text in UTF-8 bytes, whatever was asked for
+# a reply's text in UTF-8 bytes, whatever was asked for: well under a conversation
+# file's limit (store.MAX_FILE_BYTES, 16 MiB), so that what was received can be saved
+MAX_REPLY = 2 << 20
 MIN_REPLY = 64 * 1024  # the least a reply may hold before it counts as oversized
 BYTES_PER_TOKEN = 64  # allowance per requested token (the longest real tokens are ~16)
 MAX_ERROR_BODY = 64 * 1024  # how much of an error answer is read
@@ -785,6 +788,9 @@ def request_body(
     if values.get("stop_strings"):
         stops = values["stop_strings"]
         body["stop"] = [stops] if isinstance(stops, str) else list(stops)
+    template_kwargs = template_arguments(settings.template_kwargs())
+    if template_kwargs:  # vLLM, SGLang, llama.cpp and transformers serve read it
+        body["chat_template_kwargs"] = template_kwargs
     return body
 
 
@@ -834,6 +840,9 @@ def _count(value: Any) -> int:
     return 0
 
 
+REASONING_DELTAS = ("reasoning_content", "reasoning")
+
+
 class _Reply:
     """What the server streamed so far: the text (held compactly), the stats, and the
     checks on what an OpenAI chunk must look like."""
@@ -851,9 +860,9 @@ class _Reply:
         self.asked = asked
         self.stats = stats
         self.on_text = on_text
-        self.blocks: list[str] = []  # joined runs of pieces
-        self.pending: list[str] = []  # the latest pieces, joined every 512
-        self.size = 0  # UTF-8 bytes of text
+        self.parts = ReplySplitter(None, on_text)  # the reasoning and the answer
+        self.size = 0  # UTF-8 bytes of text, reasoning included
+        self.thought_chunks = 0
         self.chunks = 0
         self.events = 0
         self.finish: str | None = None
@@ -861,25 +870,26 @@ class _Reply:
         self.progress_at = time.monotonic()  # the last event that carried reply data
 
     def text(self) -> str:
-        return "".join(self.blocks + self.pending)
+        return self.parts.answer
+
+    def reasoning(self) -> str:
+        return self.parts.reasoning
 
     def malformed(self) -> RemoteError:
         return RemoteError(
             f"{self.endpoint.host} sent a malformed event stream; the partial reply was kept."
         )
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, thought: bool = False) -> None:
+        """A piece of the answer, or of the reasoning (``thought``): both count towards
+        the bound on what a reply may bring back."""
         text = fix_surrogates(text)
         if self.first_at is None:
             self.first_at = time.perf_counter()
         self.chunks += 1
-        self.pending.append(text)
-        if len(self.pending) >= 512:
-            self.blocks.append("".join(self.pending))
-            self.pending.clear()
+        self.thought_chunks += thought
         self.size += len(text) if text.isascii() else len(text.encode("utf-8"))
-        if self.on_text is not None:
-            self.on_text(text)
+        self.parts.put(thought, text)
         if self.size > self.limit:
             host = self.endpoint.host
             if self.limit < MAX_REPLY:
@@ -930,6 +940,9 @@ class _Reply:
         if isinstance(usage, dict):
             self.stats.prompt_tokens = _count(usage.get("prompt_tokens"))
             self.stats.new_tokens = _count(usage.get("completion_tokens"))
+            details = usage.get("completion_tokens_details")
+            if isinstance(details, dict) and _count(details.get("reasoning_tokens")):
+                self.stats.reasoning_tokens = _count(details.get("reasoning_tokens"))
             self.progress_at = time.monotonic()
         choices = chunk.get("choices")
         if choices is None:
@@ -942,6 +955,14 @@ class _Reply:
             delta = choice.get("delta", choice.get("message")) or {}
             if not isinstance(delta, dict):
                 raise self.malformed()
+            # vLLM, llama.cpp and transformers serve send the reasoning apart, as
+            # reasoning_content or (newer vLLM, Ollama) reasoning: one of them, once
+            thought = next(
+                (delta[k] for k in REASONING_DELTAS if isinstance(delta.get(k), str) and delta[k]),
+                None,
+            )
+            if thought is not None:
+                self.add(thought, thought=True)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 self.add(text)
@@ -1067,7 +1088,12 @@ def stream_chat(
         stats.time_to_first_token = reply.first_at - started
         if stats.new_tokens > 1 and finished > reply.first_at:
             stats.tokens_per_second = (stats.new_tokens - 1) / (finished - reply.first_at)
-    return GenerationResult(reply.text(), stats)
+    reply.parts.finish()
+    if reply.parts.had_reasoning:
+        stats.reasoning_seconds = reply.parts.thought_seconds
+        if stats.reasoning_tokens is None:
+            stats.reasoning_tokens = reply.thought_chunks  # about one token a chunk
+    return GenerationResult(reply.text(), stats, reasoning=reply.reasoning())
 
 
 @dataclass

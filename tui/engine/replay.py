@@ -90,6 +90,7 @@ def replay(
     *,
     system_prompt: str | None = None,
     saved_stop_reason: str | None = None,
+    saved_reasoning: str | None = None,
     engine: LocalEngine | None = None,
     progress: Progress | None = None,
     stop_event: threading.Event | None = None,
@@ -106,7 +107,9 @@ def replay(
     aside (:meth:`LocalEngine.set_aside`; loaded again afterwards, KV caches kept), and is
     unloaded after. Without ``engine``, the snapshot's model is simply loaded.
     ``saved_stop_reason``: a reply that was cut short (stopped, interrupted) is
-    identical when the replay begins with it. Raises :class:`EngineError` (one
+    identical when the replay begins with it. ``saved_reasoning``: a reasoning model's
+    thinking before the answer, which must be made again too (None: not compared).
+    Raises :class:`EngineError` (one
     sentence) when the snapshot cannot be replayed or its model cannot be loaded.
 
     ``spec``: the model to replay with, as the caller decided it with the user (see
@@ -175,7 +178,23 @@ def replay(
     report.reasons = differences(saved, now) if now is not None else []
     if result.stats.error:
         report.reasons.insert(0, f"generation failed: {result.stats.error}")
-    if result.text == saved_text:
+    if saved_reasoning is not None and result.reasoning != saved_reasoning:
+        if (
+            saved_stop_reason in _CUT_SHORT
+            and not saved_text
+            and saved_reasoning
+            and result.reasoning.startswith(saved_reasoning)
+        ):
+            report.identical = True
+            report.notes.append(
+                f"the saved reply was {saved_stop_reason} while thinking, after "
+                f"{len(saved_reasoning)} characters of reasoning; the replay matches it up to there"
+            )
+            return report
+        report.reasons.append("the reasoning before the answer differs")
+        if result.text == saved_text:
+            return report
+    elif result.text == saved_text:
         report.identical = True
         return report
     if saved_stop_reason in _CUT_SHORT and saved_text and result.text.startswith(saved_text):

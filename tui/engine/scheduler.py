@@ -190,9 +190,10 @@ class Caller:
         on_text: Callable[[str], None] | None,
         on_start: Callable[[], None] | None,
         on_wait: Callable[[str], None] | None,
+        decoder: Any = None,
     ) -> None:
         self.row = row
-        self.streamer = _Streamer(tokenizer, on_text, stop_strings)
+        self.streamer = _Streamer(tokenizer, on_text, stop_strings, decoder)
         self.streamer.prompt_seen = True
         self.on_start = on_start
         self.on_wait = on_wait

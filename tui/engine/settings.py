@@ -64,6 +64,13 @@ def _float(
     return parse
 
 
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    lowered = value.strip().lower()
+    if lowered not in choices:
+        raise ValueError("expected " + " or ".join(choices))
+    return lowered
+
+
 def _string_list(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("["):
@@ -91,6 +98,25 @@ KNOWN: dict[str, tuple[Callable[[str], Any], str]] = {
     "prompt_lookup_num_tokens": (_int(1), "prompt-lookup speculative decoding window"),
 }
 OURS = {"seed"}
+
+# Chat-template switches: passed to apply_chat_template (and to a server as
+# ``chat_template_kwargs``), never to generate. Any other template keyword argument is
+# ``template.NAME=value``.
+TEMPLATE_KNOWN: dict[str, tuple[Callable[[str], Any], str]] = {
+    "enable_thinking": (_bool, "let a reasoning model think before it answers (chat template)"),
+    "reasoning_effort": (
+        lambda v: _choice(v, ("low", "medium", "high")),
+        "how long gpt-oss-style models reason: low, medium or high (chat template)",
+    ),
+}
+TEMPLATE_PREFIX = "template."
+
+
+def is_template_kwarg(name: str) -> bool:
+    """A chat-template keyword argument rather than a generation setting."""
+    return name in TEMPLATE_KNOWN or name.startswith(TEMPLATE_PREFIX)
+
+
 SAMPLING = ("temperature", "top_p", "top_k", "min_p", "typical_p")
 
 
@@ -144,13 +170,24 @@ class GenerationSettings:
         own settings removed and two convenience rules (a sampling setting such as
         ``top_p`` turns sampling on; ``temperature=0`` means greedy). Everything else
         comes from the model's own generation_config; see :func:`effective`."""
-        kwargs = {k: v for k, v in self.values.items() if k not in OURS}
+        kwargs = {
+            k: v for k, v in self.values.items() if k not in OURS and not is_template_kwarg(k)
+        }
         if "do_sample" not in kwargs and any(k in kwargs for k in SAMPLING):
             kwargs["do_sample"] = kwargs.get("temperature", 1.0) > 0
         if kwargs.get("temperature") == 0:
             kwargs.pop("temperature")
             kwargs["do_sample"] = False
         return kwargs
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """The chat-template keyword arguments set (``enable_thinking=False``...), by the
+        name the template reads."""
+        return {
+            (k[len(TEMPLATE_PREFIX) :] if k.startswith(TEMPLATE_PREFIX) else k): v
+            for k, v in self.values.items()
+            if is_template_kwarg(k) and v is not None
+        }
 
     def effective(self, model_config: Any = None) -> EffectiveSettings:
         """What a turn will use: the model's defaults overlaid with these settings."""
@@ -296,8 +333,19 @@ def effective(model_config: Any, settings: GenerationSettings | None = None) -> 
 
 
 def parse_value(name: str, raw: str) -> Any:
-    if name in KNOWN:
-        parser, _help = KNOWN[name]
+    if name.startswith(TEMPLATE_PREFIX):
+        from .chat_format import OWN_PARAMETERS
+
+        bare = name[len(TEMPLATE_PREFIX) :]
+        if not bare.isidentifier() or bare in OWN_PARAMETERS:
+            raise SettingsError(
+                f"{name!r}: a chat-template argument is template.NAME=value, NAME a word the "
+                "template reads (not one of apply_chat_template's own parameters)."
+            )
+        return _parse_any(raw)
+    known = KNOWN.get(name) or TEMPLATE_KNOWN.get(name)
+    if known is not None:
+        parser, _help = known
         try:
             return parser(raw)
         except ValueError as exc:

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from .. import safe_text
+from ..engine.reasoning import Reasoning
 from .base import Dialog
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class ComparisonScreen(Dialog[None]):
         self.labels = labels
         self.stop = stop
         self.texts = ["" for _ in labels]
+        self.thoughts = ["" for _ in labels]  # reasoning: shown folded, as one line
+        self.thought_lines = ["" for _ in labels]
         self._dirty: set[int] = set()
         self.finished = False
         self.comparison: Comparison | None = None
@@ -106,7 +109,12 @@ class ComparisonScreen(Dialog[None]):
             side = self.side(index)
             body = side.query_one(".side-body", VerticalScroll)
             at_end = body.scroll_y >= body.max_scroll_y - 1
-            side.query_one(".side-text", Static).update(_plain(self.texts[index]))
+            shown = self.texts[index]
+            if self.thought_lines[index]:
+                shown = f"{self.thought_lines[index]}\n\n{shown}"
+            elif self.thoughts[index]:
+                shown = f"▸ Thinking… ({len(self.thoughts[index])} characters)\n\n{shown}"
+            side.query_one(".side-text", Static).update(_plain(shown))
             if at_end:
                 body.scroll_end(animate=False)
         self._dirty.clear()
@@ -114,7 +122,10 @@ class ComparisonScreen(Dialog[None]):
     def on_comparison_screen_chunk(self, message: Chunk) -> None:
         message.stop()
         if 0 <= message.index < len(self.texts) and not self.finished:
-            self.texts[message.index] += message.text
+            if isinstance(message.text, Reasoning):
+                self.thoughts[message.index] += message.text
+            else:
+                self.texts[message.index] += message.text
             self._dirty.add(message.index)
 
     def on_comparison_screen_status(self, message: Status) -> None:
@@ -140,6 +151,14 @@ class ComparisonScreen(Dialog[None]):
             if reply.index >= len(self.labels):
                 continue
             self.texts[reply.index] = reply.text
+            if reply.reasoning:  # folded: the whole reasoning is kept with the reply
+                took = reply.stats.reasoning_seconds
+                tokens = reply.stats.reasoning_tokens
+                self.thought_lines[reply.index] = " · ".join(
+                    ["▸ Thought" + (f" for {took:.0f} s" if took is not None else "")]
+                    + ([f"{tokens} tokens"] if tokens else [])
+                    + ["kept with the reply"]
+                )
             self._dirty.add(reply.index)
             # the figures on as few lines as the column's width allows: the reply keeps
             # the height (one line per figure left a few lines of text at 80x24)

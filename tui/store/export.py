@@ -1,7 +1,9 @@
 """Export to Markdown and JSON; import our JSON and ``transformers chat`` histories.
 
 The JSON export is the OpenAI chat ``messages`` list (role/content, so it can be sent
-to any chat-completions API as is) plus chat-tui's metadata under ``chat_tui``. It is
+to any chat-completions API as is; a reply's reasoning as ``reasoning_content``, the
+field chat templates and vLLM, llama.cpp and ``transformers serve`` read) plus
+chat-tui's metadata under ``chat_tui``. It is
 lossless, yet carries no raw control characters: every C0/C1 control, DEL, bidi
 override and lone surrogate is written as a ``\\uXXXX`` escape. The Markdown export
 is for reading: escape sequences and controls are stripped.
@@ -34,6 +36,7 @@ from .errors import (
 from .model import ChatMessage, Conversation, DuplicateIdError, make_title, new_id, now, unique_ids
 
 FORMATS = ("md", "json")
+REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")  # as transformers reads them
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 # -- export ----------------------------------------------------------------------------
@@ -51,12 +54,32 @@ def to_markdown(conv: Conversation) -> str:
         heading = {"user": "User", "assistant": "Assistant", "system": "System"}.get(m.role, "?")
         if m.label:
             heading += f" ({safe_text.one_line(m.label)})"
-        lines += [f"## {heading}", "", m.content, ""]
+        lines += [f"## {heading}", ""]
+        if m.role == "assistant" and m.reasoning:
+            lines += _thought(m)
+        lines += [m.content, ""]
         if m.role == "assistant" and m.stop_reason in ("stopped", "interrupted", "error"):
             lines += [f"*({m.stop_reason})*", ""]
         if m.provenance:
             lines += [made_with(m.provenance), ""]
     return safe_text.clean("\n".join(lines).rstrip() + "\n")
+
+
+def thought_summary(m: ChatMessage) -> str:
+    """``Thought for 12 s · 340 tokens`` (as far as the reply says)."""
+    parts = ["Thought"]
+    if m.reasoning_seconds is not None and math.isfinite(m.reasoning_seconds):
+        parts[0] += f" for {m.reasoning_seconds:.0f} s"
+    if m.reasoning_tokens:
+        parts.append(f"{m.reasoning_tokens} token{'' if m.reasoning_tokens == 1 else 's'}")
+    return " · ".join(parts)
+
+
+def _thought(m: ChatMessage) -> list[str]:
+    """A reply's reasoning, folded (an HTML ``<details>`` block; its text escaped, so
+    it cannot close the block or add markup)."""
+    text = html.escape(m.reasoning or "", quote=False)
+    return [f"<details><summary>{thought_summary(m)}</summary>", "", text, "", "</details>", ""]
 
 
 def made_with(provenance: dict[str, Any]) -> str:
@@ -384,9 +407,13 @@ def _from_chat_list(
         role = item.get("role")
         if role not in ("user", "assistant", "system"):
             raise StoreError(f"{source}: message {number} has an unknown role {short(role, 30)}.")
-        messages.append(
-            ChatMessage(role=role, content=item["content"], id=mid, parent=parent, time=stamp)
-        )
+        message = ChatMessage(role=role, content=item["content"], id=mid, parent=parent, time=stamp)
+        reasoning = next((item[k] for k in REASONING_KEYS if item.get(k) is not None), None)
+        if reasoning is not None and role == "assistant":
+            if not isinstance(reasoning, str):
+                raise StoreError(f"{source}: message {number} has reasoning that is not text.")
+            message.reasoning = reasoning or None
+        messages.append(message)
         parent = mid
     conv.messages = messages
     conv.head = parent

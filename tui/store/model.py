@@ -75,12 +75,21 @@ class ChatMessage:
     # how the reply was made (model, precision, device, settings, seed, versions): a
     # table of values, lists and one level of sub-tables; see tui.engine.provenance
     provenance: dict[str, Any] | None = None
+    # a reasoning model's thinking before its answer (``content``), the tokens and the
+    # seconds it took; later turns hand it to the chat template as ``reasoning_content``
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
+    reasoning_seconds: float | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.stop_reason in ("stopped", "interrupted", "error")
 
     def as_chat(self) -> dict[str, str]:
+        """The message as a chat template (or a server) takes it: role and content, and a
+        reply's reasoning as ``reasoning_content``, the field templates read."""
+        if self.reasoning and self.role == "assistant":
+            return {"role": self.role, "content": self.content, "reasoning_content": self.reasoning}
         return {"role": self.role, "content": self.content}
 
 
@@ -282,7 +291,15 @@ class Conversation:
 
     @property
     def model_name(self) -> str:
-        return str(self.model.get("source", "")) if isinstance(self.model, dict) else ""
+        """The model that answers it: a local source, or a server's model and URL (a
+        conversation with an endpoint also records the local spec, "default")."""
+        if not isinstance(self.model, dict):
+            return ""
+        endpoint = self.model.get("endpoint")
+        if isinstance(endpoint, str) and endpoint:
+            served = self.model.get("endpoint_model")
+            return f"{served if isinstance(served, str) and served else 'endpoint'} @ {endpoint}"
+        return str(self.model.get("source", ""))
 
     # -- saving ----------------------------------------------------------------------
     def mark_saved(self) -> None:
@@ -360,6 +377,9 @@ MESSAGE_FIELDS = (
     "weights_bytes",
     "peak_bytes",
     "provenance",
+    "reasoning",
+    "reasoning_tokens",
+    "reasoning_seconds",
 )
 
 

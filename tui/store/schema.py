@@ -9,7 +9,9 @@ Schema history (the steps between versions are in :mod:`.migrations`):
   optional (older files load as they are): a reply's ``provenance`` table (how it was
   made: model, precision, device, settings, seed, versions), its ``label`` (the spec
   of a compared reply), ``acceptance_rate`` and ``tokens_per_forward`` (speculative
-  decoding), ``weights_bytes`` and ``peak_bytes``.
+  decoding), ``weights_bytes`` and ``peak_bytes``; a reasoning model's ``reasoning`` (its
+  thinking before the answer in ``content``), ``reasoning_tokens`` and
+  ``reasoning_seconds``.
 
 Reading is defensive: for any TOML shape, :func:`read_document` raises only
 :class:`CorruptSessionError` with a reason (or :class:`UnsupportedSchemaError` for a
@@ -51,6 +53,9 @@ MESSAGE_OPTIONAL: dict[str, type] = {
     "label": str,
     "weights_bytes": int,
     "peak_bytes": int,
+    "reasoning": str,
+    "reasoning_tokens": int,
+    "reasoning_seconds": float,
 }
 PROVENANCE = "provenance"
 TOP_TEXT = ("name", "title", "system_prompt")

@@ -47,7 +47,7 @@ from .model import Conversation, new_id, now
 
 INDEX_NAME = ".index.json"
 # 2: strings escaped with escaping.escape_text (exact for any str); 3: entries signed
-INDEX_VERSION = 3
+INDEX_VERSION = 4  # 4: an endpoint conversation lists its server's model
 INDEX_KEY_NAME = "index.key"
 SUFFIX = ".toml"
 MAX_FILE_BYTES = schema.MAX_FILE_BYTES
@@ -425,7 +425,9 @@ class SessionStore:
 
     def _write(self, conv: Conversation, path: Path) -> None:
         previous = conv.revision
-        conv.revision += 1
+        # never write what a read refuses: a file's revision can be the largest one
+        # read accepts (a hand-made 2**63 - 1), and it stays there
+        conv.revision = min(conv.revision + 1, schema.INT64[1] - 1)
         try:
             data = codec.dumps(conv).encode("utf-8")
             if len(data) > MAX_FILE_BYTES:
@@ -675,6 +677,15 @@ class SessionStore:
             if len(found) == 1:
                 return found[0]
         return None
+
+    def not_found(self, key: str) -> str:
+        """The sentence for a ``key`` :meth:`find` did not match: a file of that name
+        that cannot be read says why (a newer schema, damage), instead of "no such"."""
+        stems = {key, file_stem_for_name(key)}
+        for problem in self.scan()[1]:
+            if Path(problem.path).stem in stems:
+                return f"{problem}."
+        return f"No saved conversation called {key!r}; see chat-tui --list."
 
     def open_or_create(self, name: str, **fields: Any) -> tuple[Conversation, bool]:
         """The conversation called exactly ``name``, or a new one with that name.

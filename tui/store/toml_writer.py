@@ -104,7 +104,9 @@ def dump_messages(messages: list[dict[str, Any]]) -> str:
                     else:
                         parts.append(f"{PROVENANCE}.{_toml_key(name)} = {_toml_value(item)}\n")
             else:
-                parts.append(f"{key} = {_toml_value(value, multiline=key == 'content')}\n")
+                parts.append(
+                    f"{key} = {_toml_value(value, multiline=key in ('content', 'reasoning'))}\n"
+                )
     return "".join(parts)
 
 

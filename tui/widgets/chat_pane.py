@@ -176,11 +176,15 @@ class ChatPane(Vertical):
     def update_status(self) -> None:
         if not self.is_mounted:
             return
+        model, reply = self.controller.model, self.last_reply()
+        last = self.stream.last_stats or reply
+        if model is not None and reply is not None and reply.model not in (None, model.name):
+            last = None  # made by the model before a swap: its speed is not this one's
         status = Status(
-            self.controller.model,
+            model,
             self.controller.status,
             self.stream.context_used(),
-            self.stream.last_stats or self.last_reply(),
+            last,
             self.outside_context,
             self.unsaved,
             self.side_task,
@@ -338,23 +342,29 @@ class ChatPane(Vertical):
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         message.stop()
-        await self.stream.show(message.text)
+        await self.stream.show(message.text, message.reasoning)
 
     async def on_generation_finished(self, message: GenerationFinished) -> None:
         message.stop()
         result = message.result
-        await self._reply_ended(result.text, result.stats, result.notices, message.alternatives)
+        await self._reply_ended(
+            result.text, result.stats, result.notices, result.reasoning, message.alternatives
+        )
 
     async def _reply_ended(
         self,
         text: str,
         stats: GenerationStats | None,
         notices: list[str] | None = None,
+        reasoning: str = "",
         alternatives: list[GenerationResult] | None = None,
     ) -> None:
-        """The reply ended (or its worker failed): keep it, save, say what went wrong."""
+        """The reply ended (or its worker failed): keep it, with the other replies made
+        beside it as its versions; save; say what went wrong (a notice shown as the turn
+        started is not shown twice)."""
         alternatives = alternatives or []
-        if not await self.stream.finish(text, stats, alternatives):
+        shown = set(self.stream.turn.notices) if self.stream.turn is not None else set()
+        if not await self.stream.finish(text, stats, reasoning, alternatives):
             return
         reply = self.last_reply()
         if alternatives and reply is not None:
@@ -371,7 +381,8 @@ class ChatPane(Vertical):
         await self.show_merged()
         self.post_message(self.ReplyFinished(self))
         for notice in notices or []:
-            self.notify(notice, timeout=6)
+            if notice not in shown:
+                self.notify(notice, timeout=6)
         if stats is not None and stats.error:
             self.notify(stats.error, title="Generation failed", severity="error", timeout=10)
 
@@ -404,7 +415,7 @@ class ChatPane(Vertical):
             from ..engine.generation import GenerationStats
 
             stats = GenerationStats(stop_reason=StopReason.ERROR, error=problem)
-            await self._reply_ended(self.stream.partial, stats)
+            await self._reply_ended(self.stream.partial, stats, reasoning=self.stream.thought)
 
     def mark_outside_context(self, dropped: int) -> None:
         """Dim the oldest ``dropped`` messages the model did not see this turn."""
@@ -510,17 +521,15 @@ class ChatPane(Vertical):
     def _live(self, view: MessageView) -> MessageView | None:
         """The view a key on ``view`` means now. Keys can be queued faster than the pane
         rebuilds: a second → was sent by a view the first one's rebuild replaced. Then
-        the key means the focused view that took its place; without one, nothing."""
+        the key means the view now showing the same turn (the version that took its
+        place), so a held arrow steps through every version; without one, nothing."""
         transcript = self.conversation.transcript
         if view.is_attached and view.parent is self.messages_view and view.message in transcript:
             return view
-        focused = self.app.focused
-        if (
-            isinstance(focused, MessageView)
-            and focused.parent is self.messages_view
-            and focused.message in transcript
-        ):
-            return focused
+        turn = (view.message.parent, view.message.role)
+        for current in self._views_now():
+            if (current.message.parent, current.message.role) == turn:
+                return current if current.message in transcript else None
         return None
 
     def _views_now(self) -> list[MessageView]:
@@ -553,10 +562,13 @@ class ChatPane(Vertical):
 
     @on(MessageView.TypedAway)
     def _typed_away(self, event: MessageView.TypedAway) -> None:
-        """Typing on a message: the text goes to the prompt, where it was meant to go."""
+        """Typing on a message: it is typed again in the prompt, where it was meant to
+        go (after the focus has moved: the app handles both in the order asked)."""
+        from ..early_input import type_again
+
         event.stop()
         self.focus_prompt()
-        self.prompt.insert(event.text)
+        type_again(self.app, [event.typed])
 
     @on(MessageView.SwitchVersion)
     async def _switch_version(self, event: MessageView.SwitchVersion) -> None:
@@ -585,7 +597,12 @@ class ChatPane(Vertical):
             self.notify("No reply to copy.", severity="warning")
             return
         text, label = reply.content, "the last reply"
-        if what.startswith("code"):
+        if what.startswith("think") or what.startswith("reason"):
+            if not reply.reasoning:
+                self.notify("The last reply has no reasoning.", severity="warning")
+                return
+            text, label = reply.reasoning, "the last reply's reasoning"
+        elif what.startswith("code"):
             blocks = clipboard.code_blocks(reply.content)
             if not blocks:
                 self.notify("The last reply has no code block.", severity="warning")
@@ -719,7 +736,11 @@ class ChatPane(Vertical):
             f"process RAM {human_bytes(snap.process_rss)}, "
             f"system free {human_bytes(snap.system_available)}"
         )
-        self.notify("\n".join(lines), title="Stats", timeout=15)
+        # a dialog, not a toast: figures are read, and a toast is gone before that
+        from ..screens.dialogs import ChoiceScreen
+
+        stats = ChoiceScreen("Stats\n\n" + "\n".join(lines), {"close": ("enter", "Close")})
+        self.app.push_screen(stats, lambda _: self.focus_prompt())
 
     async def action_compare(self, specs: str = "", message: ChatMessage | None = None) -> None:
         """``/compare SPEC ...``: answer the turn of this reply again with each SPEC
@@ -762,6 +783,9 @@ class ChatPane(Vertical):
         if message.role == "user":
             choices["edit"] = ("e", "Edit this question (sending it makes a new version)")
         choices["copy"] = ("y", "Copy this message")
+        block = view.thought
+        if block is not None and block.display:  # one line: the menu fits 80x24
+            choices["thought"] = ("t", f"{'Fold' if block.expanded else 'Unfold'} its reasoning")
         choices["back"] = ("escape", "Back")
         preview = safe_text.one_line(message.content, 60)
         message_id = message.id
@@ -782,6 +806,11 @@ class ChatPane(Vertical):
             elif answer == "copy":
                 clipboard.copy(self.app, safe_text.fix_surrogates(current.content))
                 self.notify(f"Copied the message ({len(current.content)} characters).")
+                self.focus_prompt()
+            elif answer == "thought":
+                shown = self._live(view)
+                if shown is not None:
+                    shown.toggle_thought()
                 self.focus_prompt()
             else:
                 self.focus_prompt()

@@ -1,4 +1,5 @@
-"""One message: a header line (role, model, stats) and a Markdown body that streams.
+"""One message: a header line (role, model, stats), a reply's reasoning folded
+(:class:`~.thought_block.ThoughtBlock`) and a Markdown body that streams.
 
 The text is shown through :func:`tui.safe_text.visible`: a reply's escape sequences
 and control characters appear as placeholders and never reach the terminal; the
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,6 +22,7 @@ from textual.widgets import Markdown, Static
 from .. import safe_text
 from ..reasons import cut_short
 from ..store.model import ChatMessage
+from .thought_block import ThoughtBlock
 
 ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -88,10 +91,12 @@ class MessageView(Vertical, can_focus=False):
 
     @dataclass
     class TypedAway(Message):
-        """A key that types text landed here: it belongs to the prompt."""
+        """Typing landed here: it belongs to the prompt. ``typed`` is the key (or paste)
+        to send there again: typed text, or a key that followed it before the focus
+        could move (the Enter of "typed a question and pressed Enter")."""
 
         view: MessageView
-        text: str
+        typed: events.Key | events.Paste
 
     def __init__(
         self, message: ChatMessage, version: tuple[int, int] | None = None, **kwargs
@@ -101,6 +106,9 @@ class MessageView(Vertical, can_focus=False):
         self.message = message
         self.version = version
         self._stream = None
+        self._typing = False  # text typed here went to the prompt; the keys after it too
+        assistant = message.role == "assistant"
+        self._thought = ThoughtBlock(message, classes="thought") if assistant else None
 
     def set_outside_context(self, outside: bool) -> None:
         if outside != self.has_class("-outside-context"):
@@ -116,21 +124,36 @@ class MessageView(Vertical, can_focus=False):
     def action_step(self, step: int) -> None:
         self.post_message(self.Step(self, step))
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
+        """Text goes to the prompt, and so does every key after it until the focus has
+        moved there: keys typed together arrive before the focus can follow them."""
         if event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            self.post_message(self.TypedAway(self, event.character))
+            self._typing = True
+        elif not self._typing:
+            return
+        self._hand_over(event)
 
-    def on_paste(self, event) -> None:
+    def on_paste(self, event: events.Paste) -> None:
+        self._typing = True
+        self._hand_over(event)
+
+    def _hand_over(self, event: events.Key | events.Paste) -> None:
         event.stop()
-        self.post_message(self.TypedAway(self, event.text))
+        event.prevent_default()
+        if not getattr(event, "handed_over", False):  # once: never a loop between us
+            self.post_message(self.TypedAway(self, event))
+
+    def on_focus(self) -> None:
+        self._typing = False
 
     def on_blur(self) -> None:
         self.can_focus = False  # back out of the Tab order
+        self._typing = False
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
+        if self._thought is not None:
+            yield self._thought
         yield Markdown(safe_text.visible(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
@@ -143,8 +166,23 @@ class MessageView(Vertical, can_focus=False):
     def body(self) -> Markdown:
         return self.query_one(".message-body", Markdown)
 
+    @property
+    def thought(self) -> ThoughtBlock | None:
+        """A reply's reasoning block (None for a question)."""
+        return self._thought
+
+    def toggle_thought(self) -> bool:
+        """Unfold (or fold) the reply's reasoning; ``False`` if it has none."""
+        block = self.thought
+        if block is None or not block.display:
+            return False
+        block.toggle()
+        return True
+
     def refresh_header(self) -> None:
         self.query_one(".message-header", Static).update(self._header())
+        if not self.streaming and self.thought is not None:
+            self.thought.show(self.message)
         self.set_class(cut_short(self.message.stop_reason), "interrupted")
 
     def on_mount(self) -> None:
@@ -153,8 +191,16 @@ class MessageView(Vertical, can_focus=False):
     def watch_streaming(self, streaming: bool) -> None:
         self.set_class(streaming, "streaming")
 
+    def write_thought(self, chunk: str) -> None:
+        """Streamed reasoning, into the folded block above the answer."""
+        self.streaming = True
+        if self.thought is not None:
+            self.thought.write(chunk)
+
     async def write(self, chunk: str) -> None:
         """Append streamed text (Markdown.get_stream batches the re-rendering)."""
+        if self.thought is not None:
+            self.thought.answer_began()
         if self._stream is None:
             self._stream = Markdown.get_stream(self.body)
             self.streaming = True

@@ -63,7 +63,27 @@ class PromptInput(TextArea):
             event.stop()
             self._step(1)
             return
+        if not event.is_printable and await self._own_binding(event):
+            return
         await super()._on_key(event)
+
+    async def _own_binding(self, event: events.Key) -> bool:
+        """Run the text area's own binding for ``event`` (backspace, delete, ctrl+w …)
+        here, in the order typed. Left to Textual, a binding runs once the key has
+        bubbled up to the app, and the letters typed after it are inserted first: a
+        fast "x, backspace, e" left "xe" with the last letter deleted."""
+        bindings = self._bindings
+        if self.app._keymap:  # the user's remapping, as Textual's own check applies it
+            bindings = bindings.copy()
+            bindings.apply_keymap(self.app._keymap)
+        for binding in bindings.key_to_bindings.get(event.key, ()):
+            if binding.priority:
+                continue
+            event.prevent_default()
+            event.stop()
+            await self.run_action(binding.action)
+            return True
+        return False
 
     def remember(self, text: str) -> None:
         if not self.prompt_history or self.prompt_history[-1] != text:

@@ -36,6 +36,8 @@ GENERATION_FIELDS = [
     ("repetition_penalty", "repetition penalty"),
     ("seed", "seed"),
 ]
+# enable_thinking, a chat-template switch of reasoning models (Qwen3, SmolLM3...)
+THINKING = [("model default", ""), ("on", "true"), ("off", "false")]
 
 
 def spec_from_choice(
@@ -106,6 +108,8 @@ class SettingsPanel(VerticalScroll):
         yield Static("Conversation", classes="panel-title")
         yield Label("system prompt")
         yield TextArea("", id="system-prompt", classes="system-prompt")
+        yield Label("thinking (reasoning models)")
+        yield Select(THINKING, value="", allow_blank=False, id="thinking")
         for name, label in GENERATION_FIELDS:
             yield Label(label)
             yield Input("", placeholder="model default", id=f"gen-{name}", classes="gen-field")
@@ -155,6 +159,10 @@ class SettingsPanel(VerticalScroll):
     def show_conversation(self, system_prompt: str, settings: dict[str, Any]) -> None:
         """Fill the conversation fields from the active tab."""
         self.query_one("#system-prompt", TextArea).load_text(system_prompt)
+        thinking = settings.get("enable_thinking")
+        self.query_one("#thinking", Select).value = (
+            "" if not isinstance(thinking, bool) else str(thinking).lower()
+        )
         for name, _label in GENERATION_FIELDS:
             value = settings.get(name)
             self.query_one(f"#gen-{name}", Input).value = "" if value is None else str(value)
@@ -226,6 +234,7 @@ class SettingsPanel(VerticalScroll):
         for name, _label in GENERATION_FIELDS:
             value = self.query_one(f"#gen-{name}", Input).value.strip()
             assignments.append(f"{name}={value}")
+        assignments.append(f"enable_thinking={self.query_one('#thinking', Select).value}")
         system = self.query_one("#system-prompt", TextArea).text
         backend = str(self.query_one("#backend", Select).value)
         endpoint = self.query_one("#endpoint-url", Input).value

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
+from ..engine.reasoning import Reasoning
 from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.model import ChatMessage
@@ -71,11 +72,17 @@ class Comparing:
     texts: list[str]
     finished: dict[int, dict[str, Any]] = field(default_factory=dict)
     """The stored fields of each reply already measured, by index."""
+    thoughts: dict[int, str] = field(default_factory=dict)
+    """The reasoning each reply has shown so far, by index."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def shown(self, index: int, text: str) -> None:
         with self.lock:
-            if 0 <= index < len(self.texts):
+            if not 0 <= index < len(self.texts):
+                return
+            if isinstance(text, Reasoning):
+                self.thoughts[index] = self.thoughts.get(index, "") + text
+            else:
                 self.texts[index] += text  # what was shown, should the app close now
 
     def measured(self, reply: Any) -> None:
@@ -85,10 +92,13 @@ class Comparing:
 
     def partial_replies(self) -> list[tuple[str, str, dict[str, Any]]]:
         with self.lock:
-            return [
-                (label, text, dict(self.finished.get(index, {"stop_reason": StopReason.STOPPED})))
-                for index, (label, text) in enumerate(zip(self.labels, self.texts, strict=True))
-            ]
+            out = []
+            for index, (label, text) in enumerate(zip(self.labels, self.texts, strict=True)):
+                fields = dict(self.finished.get(index, {"stop_reason": StopReason.STOPPED}))
+                if self.thoughts.get(index) and not fields.get("reasoning"):
+                    fields["reasoning"] = self.thoughts[index]
+                out.append((label, text, fields))
+            return out
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,7 @@ class ReplayJob:
     stop: threading.Event
     spec: ModelSpec | None = None  # None: the snapshot's own, made safe
     allow_download: bool = False
+    saved_reasoning: str = ""  # the reply's thinking, made again too
 
 
 def run_replay(controller: ModelController, job: ReplayJob, post: Post) -> None:
@@ -210,6 +221,7 @@ def run_replay(controller: ModelController, job: ReplayJob, post: Post) -> None:
             progress=progress,
             spec=job.spec,
             allow_download=job.allow_download,
+            saved_reasoning=job.saved_reasoning,
         )
         post(SideTaskEnded(report))
     except EngineError as exc:
@@ -372,27 +384,43 @@ class SideTasks:
         )
         pane.compare_in_thread(pane.controller, job)
 
-    def keep_compared(self, replies: list[tuple[str, str, dict[str, Any]]], cut: str) -> int:
+    def keep_compared(
+        self, replies: list[tuple[str, str, dict[str, Any]]], cut: str
+    ) -> tuple[int, int]:
         """Add a comparison's replies (label, text, stored fields) as siblings of the
-        turn's reply, leaving the active branch as it is. ``cut`` is the stop reason
-        for a reply that was stopped. The number kept."""
+        turn's reply, leaving the active branch as it is; a reply the same as a version
+        already there (the greedy reply its reference reproduced, or a comparison run
+        twice) is not kept again. ``cut`` is the stop reason for a reply that was
+        stopped. (The number kept, the number that were versions already.)"""
         comparing, self.comparing = self.comparing, None
         if comparing is None:
-            return 0
+            return 0, 0
         conv = self.pane.conversation
-        parent, kept = comparing.parent, 0
+        parent, kept, same = comparing.parent, 0, 0
         if parent is not None and conv.get(parent) is None:
             parent = None  # cleared meanwhile: nothing to hang them on
-        for label, text, fields in replies:
-            if not text and fields.get("error") is None:
+        # what each version says, unlabelled (the reply compared) or under its label
+        there = {
+            (label, m.content, m.reasoning or "")
+            for m in conv.children().get(parent, [])
+            if m.role == "assistant" and not m.interrupted
+            for label in {None, m.label}
+        }
+        for index, (label, text, fields) in enumerate(replies):
+            if not text and not fields.get("reasoning") and fields.get("error") is None:
                 continue
+            said = (text, fields.get("reasoning") or "")
             if fields.get("stop_reason") == StopReason.STOPPED:
                 fields["stop_reason"] = cut
+            elif (None if index == 0 else label, *said) in there:
+                same += 1  # the reference reproduced a version, or the same run again
+                continue
             fields["label"] = label
             if parent is not None:
                 conv.add_child(parent, "assistant", text, make_head=False, **fields)
+                there.add((label, *said))
                 kept += 1
-        return kept
+        return kept, same
 
     async def compared(self, comparison: Any, problem: str) -> None:
         """The comparison ended: keep its replies as versions of the turn, save, and
@@ -400,17 +428,18 @@ class SideTasks:
         from ..screens.comparison import ComparisonScreen
 
         pane = self.pane
-        kept = 0
+        kept = same = 0
         if comparison is not None and self.comparing is not None:
             replies = [(r.label, r.text, stored_fields(r)) for r in comparison.replies]
-            kept = self.keep_compared(replies, StopReason.STOPPED)
+            kept, same = self.keep_compared(replies, StopReason.STOPPED)
         self.comparing = None
-        saved = ""
+        saved = f"{same} already a version of this turn, not kept twice" if same else ""
         if kept:
-            saved = (
-                f"{kept} replies kept as versions of this turn (←/→ on the reply)"
+            what = "1 reply kept as a version" if kept == 1 else f"{kept} replies kept as versions"
+            saved = "; ".join(
+                filter(None, [f"{what} of this turn (←/→ on the reply)", saved])
                 if pane.save()
-                else "NOT SAVED (see the notice)"
+                else ["NOT SAVED (see the notice)"]
             )
             await pane.rebuild()
         for screen in pane.app.screen_stack:
@@ -516,6 +545,7 @@ class SideTasks:
             pane.stop_event,
             spec,
             allow_download,
+            reply.reasoning or "",
         )
         pane.replay_in_thread(pane.controller, job)
 

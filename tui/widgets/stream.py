@@ -11,12 +11,14 @@ pane saves it); a reply cut short by a quit is kept by :meth:`ReplyStream.interr
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engine.protocol import ChatRequest
+from ..engine.reasoning import Reasoning
 from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.model import ChatMessage
@@ -45,7 +47,8 @@ class ChunkBuffer:
     Re-rendering the growing Markdown costs the UI thread CPU that the model needs (on
     two cores, per-token updates cut generation speed by a quarter), and the cost grows
     with the reply, so the interval grows with it: 10 updates/s at first, 2/s for a
-    reply of 8,000 characters or more."""
+    reply of 8,000 characters or more. Reasoning and answer pieces
+    (:class:`~tui.engine.reasoning.Reasoning` or not) are posted apart, in order."""
 
     def __init__(self, post: Callable[[str], None]) -> None:
         self.post = post
@@ -65,17 +68,21 @@ class ChunkBuffer:
         if due:
             self.flush()
 
-    def take(self) -> str:
-        """Everything not yet posted (for an interrupt: kept, never drawn)."""
+    def take(self) -> list[str]:
+        """Every piece not yet posted, each part's runs joined (for an interrupt: kept,
+        never drawn)."""
         with self._lock:
-            text = "".join(self.parts)
-            self.parts.clear()
-            return text
+            pieces, self.parts = self.parts, []
+        joined: list[str] = []
+        for thought, run in itertools.groupby(pieces, key=lambda p: isinstance(p, Reasoning)):
+            text = "".join(run)
+            joined.append(Reasoning(text) if thought else text)
+        return joined
 
     def flush(self) -> None:
-        text = self.take()
-        if text:
-            self.post(text)
+        for text in self.take():
+            if text:
+                self.post(text)
 
 
 def generate(
@@ -204,6 +211,7 @@ class ReplyStream:
         self.view: MessageView | None = None
         self.continuing: ChatMessage | None = None  # the reply being continued
         self.partial = ""  # the text shown so far
+        self.thought = ""  # the reasoning shown so far
         self.turn: TurnInfo | None = None
         self.waiting = False  # for the model (another tab may be generating)
         self.waiting_for = ""  # what for, as the engine says it ("a comparison to finish")
@@ -241,6 +249,7 @@ class ReplyStream:
             self.view.streaming = True
         self.parent = conv.head
         self.partial = ""
+        self.thought = ""
         self.turn = None
         pane.stop_event = threading.Event()
         pane.generating = True
@@ -248,7 +257,9 @@ class ReplyStream:
         self.waiting_for = ""
         pane.messages_view.scroll_end(animate=False)
         # the buffer is read by interrupt() for text decoded but not yet drawn
-        self._buffer = ChunkBuffer(lambda text: pane.post_message(TokenChunk(text)))
+        self._buffer = ChunkBuffer(
+            lambda text: pane.post_message(TokenChunk(text, isinstance(text, Reasoning)))
+        )
         request = ChatRequest(
             conv.chat_messages(),
             conv.system_prompt or None,
@@ -284,17 +295,24 @@ class ReplyStream:
             pane.notify(notice, timeout=8)
         pane.update_status()
 
-    async def show(self, text: str) -> None:
-        """Streamed text: drawn, and followed to the bottom if the view was there."""
+    async def show(self, text: str, reasoning: bool = False) -> None:
+        """Streamed text (of the answer, or of the reasoning before it): drawn, and
+        followed to the bottom if the view was there."""
         pane = self.pane
         if not pane.generating:
             return
-        self.partial += text
+        if reasoning:
+            self.thought += text
+        else:
+            self.partial += text
         if self.view is None or not self.view.is_attached:
             return  # the view was replaced meanwhile (a /clear): the text is kept
         scroll = pane.messages_view
         at_bottom = scroll.scroll_y >= scroll.max_scroll_y - 2
-        await self.view.write(text)
+        if reasoning:
+            self.view.write_thought(text)
+        else:
+            await self.view.write(text)
         if at_bottom:
             scroll.scroll_end(animate=False)
         pane.update_status()
@@ -303,7 +321,8 @@ class ReplyStream:
         """Tokens of the context in use: this turn's prompt and the reply so far while
         generating, else the last reply's prompt and reply."""
         if self.pane.generating and self.turn is not None and self.turn.prompt_tokens:
-            streamed = max(1, len(self.partial) // 4) if self.partial else 0  # ~4 chars a token
+            written = len(self.thought) + len(self.partial)
+            streamed = max(1, written // 4) if written else 0  # ~4 chars a token
             return self.turn.prompt_tokens + streamed
         last = next(
             (
@@ -328,6 +347,7 @@ class ReplyStream:
         self,
         text: str,
         stats: GenerationStats | None,
+        reasoning: str = "",
         alternatives: Sequence[GenerationResult] = (),
     ) -> bool:
         """The reply ended (or its worker failed): keep it in the conversation, with the
@@ -342,19 +362,22 @@ class ReplyStream:
         if self.continuing is not None:
             reply = self.continuing
             reply.content += text
+            if reasoning:
+                reply.reasoning = (reply.reasoning or "") + reasoning
             reply.new_tokens = (reply.new_tokens or 0) + (meta["new_tokens"] or 0)
             reply.stop_reason, reply.error = meta["stop_reason"], meta["error"]
             conv.touch()
-        elif text or meta["stop_reason"] != StopReason.STOPPED:
-            reply = self._keep(text, meta)
+        elif text or reasoning or meta["stop_reason"] != StopReason.STOPPED:
+            reply = self._keep(text, {**meta, "reasoning": reasoning or None})
         else:  # stopped before the first token: nothing to keep
             reply = None
             if view is not None and view.is_attached:
                 await view.remove()
             view = None
         for other in alternatives:
-            if other.text or other.stats.stop_reason != StopReason.STOPPED:
-                self._keep(other.text, self._fields(other.stats), head=False)
+            if other.text or other.reasoning or other.stats.stop_reason != StopReason.STOPPED:
+                meta = {**self._fields(other.stats), "reasoning": other.reasoning or None}
+                self._keep(other.text, meta, head=False)
         if view is not None and reply is not None and view.is_attached:
             view.message = reply
             view.version = conv.sibling_position(reply.id)
@@ -364,6 +387,7 @@ class ReplyStream:
         self.view = None
         self.continuing = None
         self.partial = ""
+        self.thought = ""
         self.last_stats = stats
         self.alternatives = 0
         pane.generating = False
@@ -377,14 +401,27 @@ class ReplyStream:
         pane = self.pane
         pane.stop_event.set()
         if self._buffer is not None:
-            self.partial += self._buffer.take()
+            for piece in self._buffer.take():
+                if isinstance(piece, Reasoning):
+                    self.thought += piece
+                else:
+                    self.partial += piece
         if self.continuing is not None:
             reply = self.continuing
             reply.content += self.partial
+            if self.thought:
+                reply.reasoning = (reply.reasoning or "") + self.thought
             reply.stop_reason = StopReason.INTERRUPTED
         else:
             model = pane.controller.model
-            meta = {"model": model.name if model else None, "stop_reason": StopReason.INTERRUPTED}
+            meta = {
+                "model": model.name if model else None,
+                "stop_reason": StopReason.INTERRUPTED,
+                "reasoning": self.thought or None,
+            }
+            block = self.view.thought if self.view is not None else None
+            if self.thought and block is not None and block.seconds is not None:
+                meta["reasoning_seconds"] = block.seconds  # as long as it was shown thinking
             reply = self._keep(self.partial, meta)
         if self.view is not None and self.view.is_attached:
             self.view.message = reply
@@ -408,4 +445,6 @@ class ReplyStream:
         model = controller.spec.to_dict()
         if controller.on_endpoint and controller.endpoint_url:
             model["endpoint"] = controller.endpoint_url  # the URL only, never a key
+            if controller.model is not None:
+                model["endpoint_model"] = controller.model.name  # what the server ran
         self.pane.conversation.model = model
