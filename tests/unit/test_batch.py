@@ -1,4 +1,5 @@
-"""Several conversations generating at once (tui/engine/batch.py), on a tiny real model.
+"""Several conversations generating at once (tui/engine/batch.py, scheduler.py, gate.py),
+on a tiny real model.
 
 A reply made in a batch must be the reply made alone: greedy replies token for token,
 sampled ones too (each row draws from its own seeded generator). The tiny llama's
@@ -377,3 +378,31 @@ def test_the_batch_cache_is_counted(engine, greedy) -> None:
     assert seen and seen[0] > 0
     assert engine.cache_bytes("counted") > 0  # back in the store
     engine.forget("counted")
+
+
+def test_the_batch_cache_grows_in_place_and_changes_nothing(engine, greedy, monkeypatch) -> None:
+    """With room for 3 more tokens a row, the batch's cache grows many times while two
+    replies stream; they are still the replies made alone, and each conversation's
+    cache comes back whole (its next turn reuses it)."""
+    from tui.engine import batch
+
+    monkeypatch.setattr(batch, "ROOM_TOKENS", 3)
+    settings = greedy("max_new_tokens=25", "min_new_tokens=25")
+    solo = [alone(engine, request(m, settings)) for m in (HELLO, LONG)]
+    chats = [Chat(engine, request(m, settings, f"grow-{i}")) for i, m in enumerate((HELLO, LONG))]
+    with HoldAt(engine) as hold:
+        held = hold.when(made(chats[0], 2), rows_with(engine, 1))
+        chats[0].start()
+        wait_until(held.is_set, "the batch held at the chosen step")
+        chats[1].start()
+        results = [c.finish() for c in chats]
+    assert [r.token_ids for r in results] == [s.token_ids for s in solo]
+    for index, (messages, result) in enumerate(zip((HELLO, LONG), results, strict=True)):
+        follow = [*messages, {"role": "assistant", "content": result.text},
+                  {"role": "user", "content": "Go on."}]  # fmt: skip
+        again = engine.chat(request(follow, greedy("max_new_tokens=6"), f"grow-{index}"))
+        assert again.stats.reused_tokens >= len(engine.build_prompt(messages).ids)
+        assert (
+            again.token_ids == alone(engine, request(follow, greedy("max_new_tokens=6"))).token_ids
+        )
+        engine.forget(f"grow-{index}")

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import libs, memory
+from . import libs, memory, skinny
 from .generation import (
     CacheEntry,
     KVCacheStore,
@@ -339,6 +339,7 @@ class Batch:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        skinny.prepare(model)
         self.rows: list[Row] = []
         self.cache: Any = None  # a DynamicCache of (rows, heads, length, dim) layers
         self.pads: list[int] = []  # left padding of each row
@@ -481,13 +482,14 @@ class Batch:
             starts = torch.tensor(self.pads, device=device)
             mask = (columns[None, :] >= starts[:, None]).long()
         row = rows[0]
-        out = self._forward(
-            row,
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            **{row.cache_name: self.cache},
-        )
+        with skinny.rows():  # a few rows: the product MKL does well (see .skinny)
+            out = self._forward(
+                row,
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                **{row.cache_name: self.cache},
+            )
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         del out
         done = []
