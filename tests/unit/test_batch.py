@@ -406,3 +406,44 @@ def test_the_batch_cache_grows_in_place_and_changes_nothing(engine, greedy, monk
             again.token_ids == alone(engine, request(follow, greedy("max_new_tokens=6"))).token_ids
         )
         engine.forget(f"grow-{index}")
+
+
+def test_an_8bit_model_answers_one_reply_at_a_time(tiny_llama_dir, greedy) -> None:
+    """LLM.int8 decides its outlier columns over the whole batch, so a batched 8-bit
+    reply would depend on its neighbours: 8-bit replies take turns, and say so."""
+    eight = LocalEngine()
+    eight.load(ModelSpec(source=str(tiny_llama_dir), quantization="8bit"))
+    second = Chat(eight, request(LONG, greedy("max_new_tokens=4")))
+
+    def hold_until_the_second_waits(chunk: str) -> None:
+        if not second.is_alive():
+            second.start()
+        wait_until(lambda: bool(second.waits), "the second reply to say it waits")
+
+    first = Chat(eight, request(HELLO, greedy("max_new_tokens=6", "min_new_tokens=6")),
+                 on_text=hold_until_the_second_waits)  # fmt: skip
+    first.start()
+    assert first.finish().stats.new_tokens == 6
+    result = second.finish()
+    assert second.waits == ["a reply to finish: an 8-bit model runs one reply at a time"]
+    assert result.token_ids == eight.chat(request(LONG, greedy("max_new_tokens=4"))).token_ids
+    assert eight.scheduler.steps == 0  # nothing went through the batch
+
+
+def test_a_4bit_model_batches_and_its_replies_match(tiny_llama_dir, greedy) -> None:
+    """4-bit layers dequantize each row alike: batched replies are the replies alone
+    (bench/parallel.py --quantization 4bit: faster batched on this CPU, so batched)."""
+    four = LocalEngine()
+    four.load(ModelSpec(source=str(tiny_llama_dir), quantization="4bit"))
+    four.scheduler.widest = 0
+    settings = greedy("max_new_tokens=12", "min_new_tokens=12")
+    solo = [four.chat(request(m, settings)) for m in (HELLO, LONG)]
+    chats = [Chat(four, request(m, settings)) for m in (HELLO, LONG)]
+    with HoldAt(four) as hold:
+        held = hold.when(made(chats[0], 2), rows_with(four, 1))
+        chats[0].start()
+        wait_until(held.is_set, "the batch held at the chosen step")
+        chats[1].start()
+        results = [c.finish() for c in chats]
+    assert [r.token_ids for r in results] == [s.token_ids for s in solo]
+    assert four.scheduler.widest == 2
