@@ -9,6 +9,7 @@ the load worker, after the window paints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from textual.worker import Worker, WorkerState
 
 import themes
 
-from . import safe_text
+from . import crash, safe_text
 from .config import AppConfig, ConfigError
 from .early_input import EarlyInput
 from .engine.controller import ModelController
@@ -241,20 +242,21 @@ class ChatApp(App):
 
     def _handle_exception(self, error: Exception) -> None:
         """An error nothing handled: save every conversation and log it (see tui.crash)."""
-        from . import crash
-
         if not self.crashed:
             self.crashed = True
-            crash.rescue(self._main)
+            if not self.is_headless:  # end within seconds even if nothing below can
+                from .terminal import exit_soon
+
+                exit_soon(1)
             self.crash_log = crash.write_log(error)
+            crash.rescue(self._main)
         super()._handle_exception(error)
 
     def _print_error_renderables(self) -> None:
-        from . import crash
-
         if self.crashed and "debug" not in self.features:
             self._exit_renderables.clear()  # the traceback is in the log
-            self.error_console.print(crash.sentence(self.crash_log), markup=False)
+            with contextlib.suppress(OSError, ValueError):  # a stderr that is gone
+                self.error_console.print(crash.sentence(self.crash_log), markup=False)
         super()._print_error_renderables()
 
     def _install_signal_handlers(self) -> None:
@@ -266,17 +268,17 @@ class ChatApp(App):
             pass  # not on the main thread (tests) or not supported
 
     def save_and_exit(self, sig: int | None = None) -> None:
-        """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): keep every reply
-        being streamed, save, quit; and once saved, end within seconds even if the
-        shutdown cannot finish (a terminal that is gone can hold it forever)."""
-        from .crash import rescue
+        """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): save every tab and
+        quit, within seconds even if the shutdown cannot finish (the terminal is gone)."""
         from .terminal import exit_soon
 
         code = 128 + sig if sig else 0
-        rescue(self._main)
-        if not self.is_headless:  # a real terminal (not a test's headless run)
-            exit_soon(code)
-        self.exit(return_code=code)
+        try:
+            crash.rescue(self._main)
+        finally:  # whatever saving met, the process ends
+            if not self.is_headless:  # a real terminal (not a test's headless run)
+                exit_soon(code)
+            self.exit(return_code=code)
 
 
 def run_app(options: LaunchOptions) -> int:

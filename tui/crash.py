@@ -27,8 +27,8 @@ def rescue(main: MainScreen | None) -> None:
     """Save every tab, nobody to ask (a crash, SIGTERM, SIGHUP): a reply being streamed
     is kept, marked interrupted; a conversation that cannot be saved where it was is
     saved as a new one."""
-    if main is None:
-        return
+    if main is None or not main.ready:
+        return  # its tabs are still being read from disk: nothing in them has changed
     for pane in main.panes():
         with contextlib.suppress(Exception):  # one tab failing must not cost the others
             pane.interrupt_and_save(rescue=True)

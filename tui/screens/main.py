@@ -119,6 +119,8 @@ class MainScreen(Screen):
         self.query_one("#sidebar").display = self.state.show_sidebar
         self.query_one(SettingsPanel).endpoint_hint = self.state.last_endpoint
         await self.restore_tabs()
+        if self.app.return_code is not None:
+            return  # the app is ending (a hangup at start): load nothing
         self.ready = True
         # keys typed while the screen was being built, now that the prompt has the focus
         replay = getattr(self.app, "replay_early_input", None)
@@ -164,6 +166,8 @@ class MainScreen(Screen):
     async def restore_tabs(self) -> None:
         opened = 0
         for conv_id in self.state.open_tabs:
+            if self.app.return_code is not None:
+                return  # ending (a hangup at start): the record of open tabs stays whole
             if self.pane_for(conv_id) is not None:
                 continue
             try:
@@ -173,6 +177,8 @@ class MainScreen(Screen):
                 continue
             await self.add_tab(conv, remember=False)
             opened += 1
+        if self.app.return_code is not None:
+            return
         if not opened:
             await self.add_tab(self.new_conversation(), remember=False)
         self.remember_tabs()

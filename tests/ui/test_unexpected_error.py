@@ -4,9 +4,12 @@ the terminal gets one sentence naming it."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tui import crash
+from tui.app import ChatApp
 from tui.screens.main import MainScreen
 
 SIZE = (100, 30)
@@ -50,3 +53,29 @@ def test_the_sentence_says_when_no_log_could_be_written():
     said = crash.sentence(None)
     assert "every conversation was saved" in said and "could not be written" in said
     assert "\n" not in said
+
+
+async def test_a_hangup_while_the_tabs_are_read_ends_the_app_and_forgets_no_tab(
+    make_app, dirs, ui, monkeypatch
+):
+    """An SSH drop (or a killed ``--serve`` server) in the first second, before the
+    tabs are back: the app ends, and the next start reopens the same tabs."""
+    store = dirs.store()
+    kept = [store.new(model={"source": "default"}) for _ in range(2)]
+    for number, conversation in enumerate(kept):
+        conversation.append("user", f"tab {number}")
+        store.save(conversation)
+    dirs.set_open_tabs([c.id for c in kept])
+    restore_tabs = MainScreen.restore_tabs
+
+    async def hangup_while_reading(self) -> None:
+        self.app.save_and_exit(signal.SIGHUP)
+        await restore_tabs(self)
+
+    monkeypatch.setattr(MainScreen, "restore_tabs", hangup_while_reading)
+    app = make_app()
+    # Textual's own run_test: make_app's waits for the tabs, which never come here
+    async with ChatApp.run_test(app, size=SIZE) as pilot:
+        await ui.wait_until(pilot, lambda: not app.is_running, "the app to end")
+    assert app.return_code == 128 + signal.SIGHUP
+    assert dirs.open_tabs() == [c.id for c in kept]
