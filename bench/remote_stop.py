@@ -12,7 +12,7 @@ at a known moment (0.3-0.4 s after the request starts, or after the first reply 
 the jitter keeps a design that polls every 0.1 s from being caught on its beat) and the
 time from setting it to ``stream_chat`` returning is the latency. Only the public API
 (``Endpoint``, ``stream_chat``, ``list_models``) is used, so the same script measures
-any version of ``tui/engine/remote.py``:
+any version of ``tui/engine/remote`` (a package, or once one module):
 
     PYTHONPATH=. python bench/remote_stop.py [--trials 10]
 """
@@ -353,8 +353,10 @@ def main() -> None:
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"Python {platform.python_version()}, {args.trials} trials per phase")
-    lines = (ROOT / "tui" / "engine" / "remote.py").read_text().count("\n")
-    print(f"tui/engine/remote.py: {lines} lines\n")
+    package = ROOT / "tui" / "engine" / "remote"
+    files = sorted(package.glob("*.py")) or [package.with_suffix(".py")]  # or one module
+    lines = sum(path.read_text().count("\n") for path in files)
+    print(f"tui/engine/remote: {lines} lines in {len(files)} files\n")
     print(f"{'phase':30} {'stop: call returns':>20} {'server sees close':>18}  result")
     print(f"{'':30} {'median':>10} {'max':>9} {'median':>9} {'max':>8}")
     held = {"headers, new connection", "headers, kept connection", "streaming, server silent"}

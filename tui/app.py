@@ -33,6 +33,7 @@ from .screens.start import StartScreen
 from .state import AppState
 from .store import SessionStore
 from .store.sessions import Sessions
+from .terminal import GuardedDriver, exit_soon
 
 if TYPE_CHECKING:
     from .engine.protocol import ChatEngine
@@ -245,8 +246,6 @@ class ChatApp(App):
         if not self.crashed:
             self.crashed = True
             if not self.is_headless:  # end within seconds even if nothing below can
-                from .terminal import exit_soon
-
                 exit_soon(1)
             self.crash_log = crash.write_log(error)
             crash.rescue(self._main)
@@ -270,8 +269,6 @@ class ChatApp(App):
     def save_and_exit(self, sig: int | None = None) -> None:
         """SIGTERM/SIGHUP (an SSH drop, or the terminal found gone): save every tab and
         quit, within seconds even if the shutdown cannot finish (the terminal is gone)."""
-        from .terminal import exit_soon
-
         code = 128 + sig if sig else 0
         try:
             crash.rescue(self._main)
@@ -282,8 +279,6 @@ class ChatApp(App):
 
 
 def run_app(options: LaunchOptions) -> int:
-    from .terminal import GuardedDriver
-
     app = ChatApp(
         options.spec,
         endpoint=options.endpoint,

@@ -170,8 +170,8 @@ def test_a_huge_line_ends_the_reply_with_a_sentence(misbehaving) -> None:
 def test_line_splitting_is_linear(monkeypatch) -> None:
     """64 MiB in one line, fed in 64 KiB pieces: linear is ~0.2 s; the old
     ``buffer += piece`` and ``b"\\n" in buffer`` took ~70 s for 100 MB."""
-    monkeypatch.setattr(remote, "MAX_LINE", 128 * MiB)
-    lines = remote._Lines()
+    monkeypatch.setattr(remote.stream, "MAX_LINE", 128 * MiB)
+    lines = remote.stream._Lines()
     piece = b"x" * 65536
     started = time.monotonic()
     for _ in range(1024):
@@ -182,14 +182,14 @@ def test_line_splitting_is_linear(monkeypatch) -> None:
 
 
 def test_lines_split_anywhere_come_out_whole() -> None:
-    lines = remote._Lines()
+    lines = remote.stream._Lines()
     stream = b"data: one\n\ndata: caf\xc3\xa9\r\n: comment\ndata: three\n"
     got = []
     for i in range(len(stream)):
         got += lines.feed(stream[i : i + 1])
     assert got == [b"data: one", b"", b"data: caf\xc3\xa9\r", b": comment", b"data: three"]
-    with pytest.raises(remote._LineTooLong):
-        remote._Lines().feed(b"x" * (MAX_LINE + 1))
+    with pytest.raises(remote.stream._LineTooLong):
+        remote.stream._Lines().feed(b"x" * (MAX_LINE + 1))
 
 
 def test_a_flood_stops_promptly(misbehaving) -> None:
