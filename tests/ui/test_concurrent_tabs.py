@@ -157,3 +157,20 @@ async def test_regenerate_refuses_a_bad_count_and_greedy_alternatives(make_app, 
         await ui.send(pilot, "/regenerate 3")
         assert any("decodes greedily" in n.message for n in ui.notes(app, "warning"))
         assert engine.calls == []
+
+
+async def test_regenerate_3_refuses_when_the_model_decodes_greedily(make_app, engine, ui):
+    """The conversation sets nothing, and the model's own settings made the last reply
+    greedily: three versions would be one, so it says so instead of making them."""
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.main_screen.active_pane
+        await ui.send(pilot, "hello")
+        pane.conversation.transcript[-1].provenance = {"settings": {"do_sample": False}}
+        engine.calls.clear()
+        await ui.send(pilot, "/regenerate 3")
+        assert any("decodes greedily" in n.message for n in ui.notes(app, "warning"))
+        assert engine.calls == []
+        await ui.send(pilot, "/set do_sample=true")  # the conversation's own word wins
+        await ui.send(pilot, "/regenerate 3")
+        assert len(engine.calls) == 3

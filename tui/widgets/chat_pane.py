@@ -462,7 +462,13 @@ class ChatPane(Vertical):
                 severity="warning",
             )
             return
-        if number > 1 and str(self.conversation.settings.get("do_sample")).lower() == "false":
+        if self.busy():
+            return
+        transcript = self.conversation.transcript
+        if not transcript or transcript[-1].role != "assistant":
+            self.notify("There is no reply to regenerate.", severity="warning")
+            return
+        if number > 1 and self._decodes_greedily(transcript[-1]):
             self.notify(
                 "This conversation decodes greedily (do_sample=false): every version "
                 "would be the same. /set do_sample=true first.",
@@ -470,15 +476,18 @@ class ChatPane(Vertical):
                 timeout=8,
             )
             return
-        if self.busy():
-            return
-        transcript = self.conversation.transcript
-        if not transcript or transcript[-1].role != "assistant":
-            self.notify("There is no reply to regenerate.", severity="warning")
-            return
         self.conversation.head = transcript[-1].parent  # a sibling of the old reply
         await self.rebuild()
         await self.stream.start(count=number)
+
+    def _decodes_greedily(self, reply: ChatMessage) -> bool:
+        """Whether the next reply would be greedy: the conversation's own settings say
+        so, or (when they leave it to the model) the last reply was made greedily."""
+        kwargs = GenerationSettings(dict(self.conversation.settings)).generation_kwargs()
+        if "do_sample" in kwargs:
+            return not kwargs["do_sample"]
+        used = (reply.provenance or {}).get("settings") or {}
+        return used.get("do_sample") is False
 
     def action_edit_previous(self) -> None:
         """Put an earlier user message in the prompt; sending it starts a new branch.
