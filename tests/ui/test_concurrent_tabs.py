@@ -174,3 +174,33 @@ async def test_regenerate_3_refuses_when_the_model_decodes_greedily(make_app, en
         await ui.send(pilot, "/set do_sample=true")  # the conversation's own word wins
         await ui.send(pilot, "/regenerate 3")
         assert len(engine.calls) == 3
+
+
+async def test_the_memory_meter_counts_every_tabs_caches() -> None:
+    """The meter shows this tab's KV cache and, when other tabs hold caches too (kept
+    between turns, or in the batch while they stream), all of them."""
+    from textual.app import App
+    from textual.widgets import Static
+
+    from tui.engine.memory import MemorySnapshot, MiB
+    from tui.widgets.memory_meter import MemoryMeter
+    from tui.worker_messages import MemorySample
+
+    class Host(App):
+        def compose(self):
+            yield MemoryMeter()
+
+    snapshot = MemorySnapshot(500 * MiB, 6000 * MiB, 8000 * MiB)
+    async with Host().run_test() as pilot:
+        meter = pilot.app.query_one(MemoryMeter)
+        lines = meter.query_one(".memory-lines", Static)
+        meter.show(MemorySample(snapshot, 50 * MiB, 3 * MiB, 3 * MiB))
+        await pilot.pause()
+        assert "KV cache 3.0 MiB (this tab)" in str(lines.content)
+        assert "all tabs" not in str(lines.content)  # only this tab holds a cache
+        meter.show(MemorySample(snapshot, 50 * MiB, 3 * MiB, 12 * MiB))
+        await pilot.pause()
+        assert str(lines.content).splitlines()[-2:] == [
+            "KV cache 3.0 MiB (this tab)",
+            "         12.0 MiB (all tabs)",
+        ]
