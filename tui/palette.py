@@ -108,6 +108,10 @@ class SlashCommandProvider(Provider):
                 continue  # needs an argument: type it in the chat instead
             invocation = slash_commands.Invocation(command, "")
             yield command.label, command.help, partial(screen.run_on_pane, invocation.action)
+            for argument, help_text in command.presets:
+                preset = slash_commands.Invocation(command, argument)
+                label = f"/{command.name} {argument}"
+                yield label, help_text, partial(screen.run_on_pane, preset.action)
 
     async def discover(self) -> Hits:
         for text, help_text, callback in self._hits():

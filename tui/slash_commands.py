@@ -22,6 +22,7 @@ class SlashCommand:
     help: str
     action: str  # an action on the chat pane, or "screen.X" / "app.X"
     argument: str = NO_ARGUMENT
+    presets: tuple[tuple[str, str], ...] = ()  # (argument, help): more palette entries
 
     @property
     def label(self) -> str:
@@ -76,7 +77,18 @@ COMMANDS: dict[str, SlashCommand] = {
             "replay", "", "make the reply again from its snapshot: identical or not", "replay"
         ),
         SlashCommand(
-            "regenerate", "", "replace the last reply (the old one stays reachable)", "regenerate"
+            "regenerate",
+            "[N]",
+            "replace the last reply (the old one stays reachable); N: make N at once",
+            "regenerate",
+            OPTIONAL,
+            presets=(
+                (
+                    "3",
+                    "three alternative replies of the last turn, made in one batch, "
+                    "kept as versions",
+                ),
+            ),
         ),
         SlashCommand("continue", "", "continue the last (stopped) reply", "continue_reply"),
         SlashCommand(

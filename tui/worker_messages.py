@@ -3,7 +3,7 @@ and memory samples. A thread reaches the UI only by posting one of these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -33,9 +33,21 @@ class GenerationStarted(Message):
 
 
 @dataclass
+class GenerationWaiting(Message):
+    """The reply waits for the model, and says for what ("a comparison to finish")."""
+
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GenerationWaiting)
+
+
+@dataclass
 class GenerationFinished(Message):
     result: GenerationResult
     continued: bool = False
+    alternatives: list[GenerationResult] = field(default_factory=list)
+    """Other replies to the same turn made with it (``/regenerate 3``), kept as versions."""
 
 
 @dataclass
@@ -62,7 +74,8 @@ class ModelLoadFailed(Message):
 class MemorySample(Message):
     snapshot: MemorySnapshot
     weights: int
-    cache: int
+    cache: int  # the active tab's KV cache
+    all_caches: int = 0  # every tab's, the replies streaming in the batch included
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MemorySample)

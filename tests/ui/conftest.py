@@ -66,6 +66,7 @@ class ChatCall:
     conversation_id: str | None
     settings: dict[str, Any] | None
     continue_final: bool
+    keep_cache: bool = True
 
 
 def echo(messages: Sequence[dict[str, str]]) -> list[str]:
@@ -86,6 +87,8 @@ class FakeEngine(ChatEngine):
       updates a second, so what it shows may lag what the fake has streamed.)
     * ``chat_error`` / ``load_error``: raised by ``chat`` / ``load``. A failed load
       leaves ``loaded`` as it was, like the real engine.
+    * ``waiting_for``: a reply first tells ``on_wait`` this (as the real engine says
+      what a reply waits for) and waits until ``proceed`` is set (or it is stopped).
     """
 
     capabilities = Capabilities(
@@ -115,6 +118,8 @@ class FakeEngine(ChatEngine):
         self.release = threading.Event()
         self.held = 0  # how many replies have reached ``hold_after`` so far
         self.chat_error: BaseException | None = None
+        self.waiting_for: str | None = None
+        self.proceed = threading.Event()
         self.notices: list[str] = []  # said as each turn starts, and in its result
         self.load_error: EngineError | None = None
         self.calls: list[ChatCall] = []
@@ -156,6 +161,7 @@ class FakeEngine(ChatEngine):
         stop_event: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
         on_start: Callable[[TurnInfo], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> GenerationResult:
         stop = stop_event or threading.Event()
         messages, system_prompt = request.messages, request.system_prompt
@@ -168,11 +174,18 @@ class FakeEngine(ChatEngine):
                     conversation_id,
                     dict(settings.values) if settings is not None else None,
                     request.continue_final,
+                    request.keep_cache,
                 )
             )
             chunks = self.replies.pop(0) if self.replies else self.script(messages)
         if self.loaded is None:
             raise EngineError("No model is loaded yet.")
+        if self.waiting_for is not None and on_wait is not None:
+            on_wait(self.waiting_for)
+            deadline = time.monotonic() + HOLD_LIMIT
+            while not self.proceed.wait(0.01):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return GenerationResult("", GenerationStats(stop_reason=StopReason.STOPPED))
         if on_start is not None:
             on_start(
                 TurnInfo(

@@ -50,3 +50,25 @@ async def test_chat_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, dirs,
     assert saved.new_tokens == reply.new_tokens
     assert saved.stop_reason == reply.stop_reason
     assert saved.tokens_per_second and saved.tokens_per_second > 0
+
+
+async def test_regenerate_3_with_a_real_tiny_model(tiny_llama_dir: Path, make_app, ui) -> None:
+    """Three replies to one turn, made together by the real engine (its batch), each
+    with its own seed, kept as versions of the turn."""
+    app = make_app(
+        spec=ModelSpec(source=str(tiny_llama_dir), dtype="fp32"), engine=None, load_on_start=True
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.wait_until(pilot, app.controller.ready.is_set, "the model to load", timeout=120)
+        await ui.send(pilot, "/set do_sample=true seed=5 max_new_tokens=12")
+        await ui.send(pilot, "Hello, who are you?")
+        pane = app.main_screen.active_pane
+        first = pane.conversation.transcript[-1]
+        await ui.send(pilot, "/regenerate 3")
+        versions = pane.conversation.siblings(first.id)
+        assert len(versions) == 4
+        made = [v for v in versions if v is not first]
+        assert sorted(v.provenance["seed"] for v in made) == [5, 6, 7]
+        assert all(v.content and v.stop_reason in ("eos", "length") for v in made)
+        assert pane.conversation.transcript[-1].provenance["seed"] == 5
+        assert not [n for n in ui.notes(app, "error")]

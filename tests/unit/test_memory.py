@@ -133,3 +133,23 @@ def test_a_swap_lets_the_old_model_go(tiny_llama_dir, tiny_qwen_dir, greedy) -> 
     gc.collect()
     assert old() is None  # nothing (cache, engine, quantizer) holds the old model
     assert engine.cache_bytes() == 0
+
+
+def test_the_estimate_says_whether_four_conversations_at_once_fit() -> None:
+    """The side panel's "will it fit": the weights and one conversation, then four
+    conversations streaming at once (their caches in one batch)."""
+    from tui.engine.loader import EstimateReport
+
+    estimate = memory.MemoryEstimate(1_000_000, 100 * memory.MiB, 1024, 8192)
+    one = 100 * memory.MiB + 4 * memory.MiB  # weights + one conversation of 4,096 tokens
+
+    def said(available: int) -> str:
+        return EstimateReport(estimate, "fp32", "cpu", available).describe(4096)
+
+    assert said(one + 20 * memory.MiB).endswith(
+        ": fits; 4 such conversations streaming at once fit too"
+    )
+    assert said(one + 5 * memory.MiB).endswith(
+        ": fits; 4 such conversations streaming at once do NOT fit (joins wait)"
+    )
+    assert said(one - memory.MiB).endswith(": does NOT fit")  # nothing said of four

@@ -421,7 +421,11 @@ def compare_turn(
     event = stop_event or threading.Event()
     engine.require_model()
 
-    with engine.exclusive(event) as held:
+    def waiting(what: str) -> None:  # replies streaming in other tabs end first
+        if on_progress is not None:
+            on_progress(CompareProgress("waiting", 0, "", f"waiting for {what}"))
+
+    with engine.exclusive(event, "a comparison", waiting) as held:
         if not held:
             return Comparison([], True, base, stopped=True)
         reference = engine.require_model()

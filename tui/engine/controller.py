@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import EngineError
-from .protocol import ChatEngine, ChatRequest, ModelInfo, OnStart, OnText
+from .protocol import ChatEngine, ChatRequest, ModelInfo, OnStart, OnText, OnWait
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -222,6 +222,7 @@ class ModelController:
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
+        on_wait: OnWait | None = None,
     ) -> GenerationResult | None:
         """Wait for a model (``None`` if stopped while waiting), then chat with it."""
         stop = stop_event or threading.Event()
@@ -230,7 +231,9 @@ class ModelController:
                 return None
         engine = self.active
         assert engine is not None
-        return engine.chat(request, stop_event=stop, on_text=on_text, on_start=on_start)
+        return engine.chat(
+            request, stop_event=stop, on_text=on_text, on_start=on_start, on_wait=on_wait
+        )
 
     def _wait_for_local(self, stop_event: threading.Event, doing: str) -> ChatEngine | None:
         """The local engine once a model is ready (``None`` if stopped while waiting)."""
@@ -326,3 +329,7 @@ class ModelController:
         if self.active is None or conversation_id is None:
             return 0
         return self.active.cache_bytes(conversation_id)
+
+    def all_cache_bytes(self) -> int:
+        """Every conversation's KV cache: those kept between turns and the batch's."""
+        return self.active.cache_bytes(None) if self.active is not None else 0

@@ -357,6 +357,14 @@ class KVCacheStore:
         with self._lock:
             self._entries[key] = entry
 
+    def copy(self, key: str) -> CacheEntry | None:
+        """A copy of a conversation's cache, which stays (for an alternative reply)."""
+        import copy
+
+        with self._lock:
+            entry = self._entries.get(key)
+            return CacheEntry(copy.deepcopy(entry.cache), list(entry.token_ids)) if entry else None
+
     def drop(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
@@ -400,6 +408,76 @@ def _reuse(entry: CacheEntry | None, prompt_ids: list[int]) -> tuple[Any, int]:
     return entry.cache, keep
 
 
+def build_config(
+    model: Any, tokenizer: Any, gen_kwargs: dict[str, Any], stop_strings: tuple[str, ...] = ()
+) -> Any:
+    """The ``GenerationConfig`` of one turn: the model's own, overlaid with ``gen_kwargs``,
+    with the prompt format's stop strings added and a pad token set."""
+    GenerationConfig = libs.transformers().GenerationConfig
+    base = model.generation_config.to_dict() if model.generation_config else {}
+    base.update(gen_kwargs)
+    if stop_strings:
+        base["stop_strings"] = list(base.get("stop_strings") or []) + list(stop_strings)
+    config = GenerationConfig(**{k: v for k, v in base.items() if not k.startswith("_")})
+    if config.pad_token_id is None:
+        config.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id
+        )
+    return config
+
+
+def config_stop_strings(config: Any) -> tuple[str, ...]:
+    stops = config.stop_strings or ()
+    return (stops,) if isinstance(stops, str) else tuple(stops)
+
+
+def special_decoder(tokenizer: Any, config: Any) -> IncrementalDecoder:
+    """A decoder that keeps the special tokens the model writes (but its end-of-turn and
+    padding), for a parser that splits reasoning from the answer."""
+    eos = config.eos_token_id
+    hidden = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    pad = config.pad_token_id
+    hidden.update(pad if isinstance(pad, list) else [pad] if pad is not None else [])
+    return IncrementalDecoder(tokenizer, skip_special_tokens=False, hidden=frozenset(hidden))
+
+
+def failure(exc: BaseException) -> str:
+    """The sentence for a failure part way through a reply."""
+    torch = libs.torch()
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return str(OutOfMemoryError("Ran out of memory while generating."))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return str(GenerationError(f"Generation failed: {type(exc).__name__}: {first}"))
+
+
+def conclude(
+    stats: GenerationStats,
+    streamer: _Streamer,
+    config: Any,
+    event: threading.Event,
+    started: float,
+    finished: float,
+) -> None:
+    """Fill in a reply's counts, timings and (unless it failed) why it ended."""
+    new_ids = streamer.token_ids
+    stats.new_tokens = len(new_ids)
+    stats.total_seconds = finished - started
+    if streamer.first_token_at is not None:
+        stats.time_to_first_token = streamer.first_token_at - started
+        decode_time = finished - streamer.first_token_at
+        if stats.new_tokens > 1 and decode_time > 0:
+            stats.tokens_per_second = (stats.new_tokens - 1) / decode_time
+    if stats.stop_reason != StopReason.ERROR:
+        eos = config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if event.is_set():
+            stats.stop_reason = StopReason.STOPPED
+        elif (new_ids and new_ids[-1] in eos_ids) or streamer.hit_stop:
+            stats.stop_reason = StopReason.EOS
+        elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
+            stats.stop_reason = StopReason.LENGTH
+
+
 def generate(
     loaded: Any,
     prompt_ids: list[int],
@@ -420,7 +498,7 @@ def generate(
     ``special_tokens``: the text keeps the special tokens the model writes (but its
     end-of-turn and padding), for a parser that splits reasoning from the answer."""
     torch, transformers = libs.torch(), libs.transformers()
-    DynamicCache, GenerationConfig = transformers.DynamicCache, transformers.GenerationConfig
+    DynamicCache = transformers.DynamicCache
     StoppingCriteriaList = transformers.StoppingCriteriaList
 
     started = time.perf_counter()
@@ -428,25 +506,12 @@ def generate(
     model, tokenizer = loaded.model, loaded.tokenizer
     stats = GenerationStats(prompt_tokens=len(prompt_ids))
 
-    base = model.generation_config.to_dict() if model.generation_config else {}
-    base.update(gen_kwargs)
-    if stop_strings:
-        base["stop_strings"] = list(base.get("stop_strings") or []) + list(stop_strings)
-    config = GenerationConfig(**{k: v for k, v in base.items() if not k.startswith("_")})
-    stops = config.stop_strings or ()
-    if config.pad_token_id is None:
-        config.pad_token_id = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id
-        )
-    decoder = None
-    if special_tokens:
-        eos = config.eos_token_id
-        hidden = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        pad = config.pad_token_id
-        hidden.update(pad if isinstance(pad, list) else [pad] if pad is not None else [])
-        decoder = IncrementalDecoder(tokenizer, skip_special_tokens=False, hidden=frozenset(hidden))
+    config = build_config(model, tokenizer, gen_kwargs, stop_strings)
     streamer = _Streamer(
-        tokenizer, on_text, (stops,) if isinstance(stops, str) else tuple(stops), decoder
+        tokenizer,
+        on_text,
+        config_stop_strings(config),
+        special_decoder(tokenizer, config) if special_tokens else None,
     )
     beams = (config.num_beams or 1) > 1
     use_cache_reuse = cache_store is not None and cache_key is not None and not beams
@@ -498,13 +563,8 @@ def generate(
     except Exception as exc:
         if cache_store is not None and cache_key is not None:
             cache_store.drop(cache_key)
-        if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-            err: Exception = OutOfMemoryError("Ran out of memory while generating.")
-        else:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err = GenerationError(f"Generation failed: {type(exc).__name__}: {first}")
         stats.stop_reason = StopReason.ERROR
-        stats.error = str(err)
+        stats.error = failure(exc)
         cache = None
     finished = time.perf_counter()
 
@@ -516,23 +576,7 @@ def generate(
     streamer.end()
     new_ids = streamer.token_ids
     text = streamer.text
-
-    stats.new_tokens = len(new_ids)
-    stats.total_seconds = finished - started
-    if streamer.first_token_at is not None:
-        stats.time_to_first_token = streamer.first_token_at - started
-        decode_time = finished - streamer.first_token_at
-        if stats.new_tokens > 1 and decode_time > 0:
-            stats.tokens_per_second = (stats.new_tokens - 1) / decode_time
-    if stats.stop_reason != StopReason.ERROR:
-        eos = config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if event.is_set():
-            stats.stop_reason = StopReason.STOPPED
-        elif (new_ids and new_ids[-1] in eos_ids) or streamer.hit_stop:
-            stats.stop_reason = StopReason.EOS
-        elif config.max_new_tokens is not None and stats.new_tokens >= config.max_new_tokens:
-            stats.stop_reason = StopReason.LENGTH
+    conclude(stats, streamer, config, event, started, finished)
 
     stats.target_forwards = counter.forwards
     if counter.counting_drafts:

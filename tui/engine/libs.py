@@ -70,6 +70,7 @@ _TRANSFORMERS_NAMES = (
     "DynamicCache",
     "GenerationConfig",
     "GenerationMixin",
+    "LogitsProcessorList",
     "PreTrainedModel",
     "StoppingCriteria",
     "StoppingCriteriaList",

@@ -324,11 +324,7 @@ def _quantization_config(spec: ModelSpec, device: str, dtype: str) -> Any:
 
 
 def _available_bytes(device: str) -> int:
-    if device.startswith("cuda"):
-        torch = libs.torch()
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    return memory.system_available()
+    return memory.available_bytes(device)
 
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
@@ -516,12 +512,20 @@ class EstimateReport:
     device: str
     available: int
 
-    def describe(self, tokens: int = 4096) -> str:
+    def describe(self, tokens: int = 4096, together: int = 4) -> str:
+        """Whether the weights and one conversation of ``tokens`` fit, and whether
+        ``together`` such conversations streaming at once (their caches in one batch)
+        do too."""
         fits = "fits" if self.estimate.total_bytes(tokens) < self.available else "does NOT fit"
-        return (
+        batch = self.estimate.weight_bytes + together * self.estimate.kv_bytes(tokens)
+        text = (
             f"{self.estimate.describe(tokens)}; {memory.human_bytes(self.available)} free on "
             f"{self.device}: {fits}"
         )
+        if fits == "fits" and together > 1:
+            verdict = "fit too" if batch < self.available else "do NOT fit (joins wait)"
+            text += f"; {together} such conversations streaming at once {verdict}"
+        return text
 
 
 def estimate_for(spec: ModelSpec) -> EstimateReport:

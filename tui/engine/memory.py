@@ -130,6 +130,18 @@ def system_available() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def available_bytes(device: str = "cpu") -> int:
+    """Free memory where a model on ``device`` keeps its tensors: the GPU's for CUDA,
+    else the system's."""
+    if device.startswith("cuda"):
+        from . import libs
+
+        torch = libs.torch()
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    return system_available()
+
+
 def snapshot() -> MemorySnapshot:
     """Live probes; cheap enough to call several times a second.
 
@@ -212,15 +224,26 @@ def model_footprint(model: Any) -> int:
 
 
 def cache_bytes(cache: Any) -> int:
-    """Bytes held by a transformers Cache (keys and values of every layer)."""
+    """Bytes held by a transformers Cache (keys and values of every layer): the memory
+    behind them, so a view of a larger buffer (a cropped cache, a batch's cache with
+    room to grow) counts what it keeps allocated."""
     if cache is None:
         return 0
     total = 0
+    seen: set[int] = set()
     for layer in getattr(cache, "layers", []) or []:
         for name in ("keys", "values"):
             tensor = getattr(layer, name, None)
-            if tensor is not None and hasattr(tensor, "numel"):
-                total += tensor.numel() * tensor.element_size()
+            if tensor is None or not hasattr(tensor, "numel"):
+                continue
+            try:
+                storage = tensor.untyped_storage()
+                key, size = storage.data_ptr(), storage.nbytes()
+            except Exception:  # not a plain tensor: its own elements
+                key, size = id(tensor), tensor.numel() * tensor.element_size()
+            if key not in seen:
+                seen.add(key)
+                total += size
     return total
 
 

@@ -55,6 +55,9 @@ class ModelInfo(Protocol):
 
 OnText = Callable[[str], None]
 OnStart = Callable[["TurnInfo"], None]
+OnWait = Callable[[str], None]
+"""Told, while a reply waits for the model, what it waits for: a phrase to follow
+"waiting for" ("2 streaming replies to finish", "memory: ...")."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class ChatRequest:
     settings: GenerationSettings | None = None  # None: the engine's own
     continue_final: bool = False  # continue the last (assistant) message instead
     speculative: bool = True  # False: no draft model or prompt lookup for this turn
+    keep_cache: bool = True  # False: read the conversation's cache but leave it as it was
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(self.messages))
@@ -83,7 +87,8 @@ class ChatEngine(abc.ABC):
     ``chat`` answers a :class:`ChatRequest` in the caller's thread (a worker thread in
     the app, the main thread in one-shot mode), hands text to ``on_text`` as it
     arrives, stops soon after ``stop_event`` is set, and returns a
-    ``GenerationResult``. It raises
+    ``GenerationResult``. Several threads may chat at once; a backend that makes one
+    wait tells it what for through ``on_wait``. It raises
     :class:`EngineError` only before generation starts; a failure part way comes back
     as ``stats.stop_reason == "error"`` with the partial text.
     """
@@ -104,6 +109,7 @@ class ChatEngine(abc.ABC):
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
+        on_wait: OnWait | None = None,
     ) -> GenerationResult:
         """Generate the next assistant message (or continue the last one)."""
 

@@ -145,7 +145,7 @@ def replay(
     if engine is None:
         result, tokenizer = run.on_own_engine(spec)
     else:
-        with engine.exclusive(event) as held:
+        with engine.exclusive(event, "a replay", run.waiting) as held:
             if not held:
                 return ReplayReport(False, "", saved_text, stopped=True)
             loaded = engine.loaded
@@ -234,10 +234,15 @@ class _Replay:
         self.on_text = on_text
         self.progress = progress
 
+    def waiting(self, what: str) -> None:
+        """Replies streaming in other tabs end first: said as progress."""
+        if self.progress is not None:
+            self.progress(0.0, f"waiting for {what}")
+
     def on(self, engine: LocalEngine) -> tuple[GenerationResult | None, Any]:
         """Generate on ``engine`` with the snapshot's settings, seed and speculation."""
         saved = self.saved
-        with engine.exclusive(self.event) as held:
+        with engine.exclusive(self.event, "a replay", self.waiting) as held:
             if not held:
                 return None, None
             previous = engine.prompt_lookup

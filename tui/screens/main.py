@@ -47,11 +47,14 @@ TAB_TITLE_WIDTH = 24
 UNSEEN_MARK = "• "
 """Before the title of a tab whose reply finished while another tab was shown."""
 
+GENERATING_MARK = "▸ "
+"""Before the title of a tab that is making a reply (streaming, or waiting to)."""
 
-def tab_title(conv: Conversation, unseen: bool = False) -> Content:
+
+def tab_title(conv: Conversation, unseen: bool = False, generating: bool = False) -> Content:
     """The tab label: plain text (never markup), controls neutralized, cut short."""
     title = conv.title if conv.title != "New conversation" else "new"
-    mark = UNSEEN_MARK if unseen else ""
+    mark = GENERATING_MARK if generating else UNSEEN_MARK if unseen else ""
     return Content(mark + safe_text.one_line(title, TAB_TITLE_WIDTH))
 
 
@@ -212,7 +215,8 @@ class MainScreen(Screen):
         tab_pane = pane.parent
         if isinstance(tab_pane, TabPane) and tab_pane.id:
             unseen = tab_pane.id in self._unseen
-            self.tabs.get_tab(tab_pane.id).label = tab_title(pane.conversation, unseen)
+            label = tab_title(pane.conversation, unseen, pane.generating)
+            self.tabs.get_tab(tab_pane.id).label = label
             if pane is self.active_pane:
                 self._reveal_active_tab()  # a longer title may push it out of view
 
@@ -384,6 +388,19 @@ class MainScreen(Screen):
     def _settings_changed(self, message: ChatPane.SettingsChanged) -> None:
         if message.pane is self.active_pane:
             self._show_conversation_settings(message.pane)
+
+    @on(ChatPane.StreamsChanged)
+    def _streams_changed(self, message: ChatPane.StreamsChanged) -> None:
+        """A tab started or ended a reply: its label, and every status line's count of
+        the replies streaming."""
+        if message.pane.is_mounted:
+            self.relabel(message.pane)
+        panes = self.panes()
+        total = sum(p.stream.streams for p in panes)
+        for pane in panes:
+            if pane.streaming_total != total:
+                pane.streaming_total = total
+                pane.update_status()
 
     @on(ChatPane.ReplyFinished)
     def _reply_finished(self, message: ChatPane.ReplyFinished) -> None:
@@ -566,7 +583,8 @@ class MainScreen(Screen):
         model = self.controller.model
         weights = model.footprint_bytes if model is not None else 0
         cache = self.controller.cache_bytes(conv_id)
-        self.post_message(MemorySample(memory.snapshot(), weights, cache))
+        every = self.controller.all_cache_bytes()
+        self.post_message(MemorySample(memory.snapshot(), weights, cache, every))
 
     def on_memory_sample(self, message: MemorySample) -> None:
         self.query_one(MemoryMeter).show(message)

@@ -27,10 +27,16 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from .. import slash_commands
+from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
 from ..store.model import ChatMessage, Conversation
-from ..worker_messages import GenerationFinished, GenerationStarted, TokenChunk
+from ..worker_messages import (
+    GenerationFinished,
+    GenerationStarted,
+    GenerationWaiting,
+    TokenChunk,
+)
 from .message_view import MessageView
 from .pane_commands import PaneCommands
 from .prompt_input import PromptInput
@@ -48,9 +54,13 @@ from .stream import ChunkBuffer, ReplyStream, generate
 
 if TYPE_CHECKING:
     from ..engine.controller import ModelController
-    from ..engine.generation import GenerationStats
+    from ..engine.generation import GenerationResult, GenerationStats
     from ..engine.protocol import ChatRequest
     from ..store.sessions import Sessions
+
+
+MAX_ALTERNATIVES = 8
+"""``/regenerate N`` makes at most this many replies at once (the batch's width)."""
 
 
 class ChatPane(PaneCommands, Vertical):
@@ -100,6 +110,12 @@ class ChatPane(PaneCommands, Vertical):
     class ReplyFinished(Message):
         pane: ChatPane
 
+    @dataclass
+    class StreamsChanged(Message):
+        """The replies this pane streams changed (it started, began streaming, ended)."""
+
+        pane: ChatPane
+
     def __init__(
         self,
         conversation: Conversation,
@@ -123,6 +139,7 @@ class ChatPane(PaneCommands, Vertical):
         self.side_status = ""
         self.stream = ReplyStream(self)
         self.side_tasks = SideTasks(self)
+        self.streaming_total = 0  # replies streaming in every tab (the screen counts)
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -156,6 +173,7 @@ class ChatPane(PaneCommands, Vertical):
     def watch_generating(self, generating: bool) -> None:
         self.set_class(generating, "-generating")
         self.update_status()
+        self.post_message(self.StreamsChanged(self))
 
     def update_status(self) -> None:
         if not self.is_mounted or self.closing:
@@ -175,6 +193,8 @@ class ChatPane(PaneCommands, Vertical):
             self.side_status,
             self.stream.waiting,
             self.generating,
+            self.stream.waiting_for,
+            self.streaming_total,
         )
         self.query_one(StatusLine).show(status)
 
@@ -301,8 +321,9 @@ class ChatPane(PaneCommands, Vertical):
         request: ChatRequest,
         buffer: ChunkBuffer,
         stop: threading.Event,
+        alternatives: list[ChatRequest],
     ) -> None:
-        generate(controller, request, buffer, stop, self.post_message)
+        generate(controller, request, buffer, stop, self.post_message, alternatives)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def compare_in_thread(self, controller: ModelController, job: ComparisonJob) -> None:
@@ -315,6 +336,11 @@ class ChatPane(PaneCommands, Vertical):
     def on_generation_started(self, message: GenerationStarted) -> None:
         message.stop()
         self.stream.started(message.info)
+        self.post_message(self.StreamsChanged(self))
+
+    def on_generation_waiting(self, message: GenerationWaiting) -> None:
+        message.stop()
+        self.stream.waited(message.text)
 
     async def on_token_chunk(self, message: TokenChunk) -> None:
         message.stop()
@@ -323,7 +349,9 @@ class ChatPane(PaneCommands, Vertical):
     async def on_generation_finished(self, message: GenerationFinished) -> None:
         message.stop()
         result = message.result
-        await self._reply_ended(result.text, result.stats, result.notices, result.reasoning)
+        await self._reply_ended(
+            result.text, result.stats, result.notices, result.reasoning, message.alternatives
+        )
 
     async def _reply_ended(
         self,
@@ -331,12 +359,26 @@ class ChatPane(PaneCommands, Vertical):
         stats: GenerationStats | None,
         notices: list[str] | None = None,
         reasoning: str = "",
+        alternatives: list[GenerationResult] | None = None,
     ) -> None:
-        """The reply ended (or its worker failed): keep it, save, say what went wrong
-        (a notice shown as the turn started is not shown twice)."""
+        """The reply ended (or its worker failed): keep it, with the other replies made
+        beside it as its versions; save; say what went wrong (a notice shown as the turn
+        started is not shown twice)."""
+        alternatives = alternatives or []
         shown = set(self.stream.turn.notices) if self.stream.turn is not None else set()
-        if not await self.stream.finish(text, stats, reasoning):
+        if not await self.stream.finish(text, stats, reasoning, alternatives):
             return
+        reply = self.last_reply()
+        if alternatives and reply is not None:
+            count = self.conversation.sibling_position(reply.id)[1]
+            self.notify(
+                f"{count} versions of this reply; ←→ on it (ctrl+↑ focuses it) or ctrl+t "
+                "shows the others.",
+                timeout=6,
+            )
+        errors = [a.stats.error for a in alternatives if a.stats.error]
+        if errors and not (stats is not None and stats.error):
+            self.notify(errors[0], title="An alternative failed", severity="error", timeout=10)
         self.save()
         await self.show_merged()
         self.post_message(self.ReplyFinished(self))
@@ -409,16 +451,45 @@ class ChatPane(PaneCommands, Vertical):
             self.side_status = "stopping…"
             self.update_status()
 
-    async def action_regenerate(self) -> None:
+    async def action_regenerate(self, count: str = "") -> None:
+        """A new version of the last reply; ``/regenerate 3`` makes three at once (in
+        one batch on a local model), all kept as versions."""
+        try:
+            number = int(count.strip() or 1)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= MAX_ALTERNATIVES:
+            self.notify(
+                f"Give how many replies to make, 1 to {MAX_ALTERNATIVES}: /regenerate 3.",
+                severity="warning",
+            )
+            return
         if self.busy():
             return
         transcript = self.conversation.transcript
         if not transcript or transcript[-1].role != "assistant":
             self.notify("There is no reply to regenerate.", severity="warning")
             return
+        if number > 1 and self._decodes_greedily(transcript[-1]):
+            self.notify(
+                "This conversation decodes greedily (do_sample=false): every version "
+                "would be the same. /set do_sample=true first.",
+                severity="warning",
+                timeout=8,
+            )
+            return
         self.conversation.head = transcript[-1].parent  # a sibling of the old reply
         await self.rebuild()
-        await self.stream.start()
+        await self.stream.start(count=number)
+
+    def _decodes_greedily(self, reply: ChatMessage) -> bool:
+        """Whether the next reply would be greedy: the conversation's own settings say
+        so, or (when they leave it to the model) the last reply was made greedily."""
+        kwargs = GenerationSettings(dict(self.conversation.settings)).generation_kwargs()
+        if "do_sample" in kwargs:
+            return not kwargs["do_sample"]
+        used = (reply.provenance or {}).get("settings") or {}
+        return used.get("do_sample") is False
 
     def action_edit_previous(self) -> None:
         """Put an earlier user message in the prompt; sending it starts a new branch.

@@ -47,5 +47,7 @@ class MemoryMeter(Vertical):
             weights = human_bytes(sample.weights) if sample.weights else "—"
         lines.append(f"weights  {weights}")
         lines.append(f"KV cache {human_bytes(sample.cache)} (this tab)")
+        if sample.all_caches > sample.cache:
+            lines.append(f"{'':<9}{human_bytes(sample.all_caches)} (all tabs)")
         self.query_one(".memory-lines", Static).update("\n".join(lines))
         self.query_one(Sparkline).data = list(self.rss_history)

@@ -162,7 +162,10 @@ def run_comparison(controller: ModelController, job: ComparisonJob, post: Post) 
     def on_progress(step: Any) -> None:
         done = f" {step.fraction * 100:.0f}%" if step.fraction is not None else ""
         screen.post_message(screen.Status(f"{step.message}{done}"))
-        post(SideStatus(f"comparing: {step.stage} {step.label}{done}"))
+        if step.stage == "waiting":
+            post(SideStatus(f"comparing: {step.message}"))
+        else:
+            post(SideStatus(f"comparing: {step.stage} {step.label}{done}"))
 
     try:
         result = controller.compare(
@@ -202,7 +205,10 @@ def run_replay(controller: ModelController, job: ReplayJob, post: Post) -> None:
     from ..engine.errors import EngineError
 
     def progress(fraction: float, stage: str) -> None:
-        post(SideStatus(f"replaying: {stage} {fraction * 100:.0f}%"))
+        if stage.startswith("waiting for "):
+            post(SideStatus(f"replaying: {stage}"))
+        else:
+            post(SideStatus(f"replaying: {stage} {fraction * 100:.0f}%"))
 
     try:
         report = controller.replay(

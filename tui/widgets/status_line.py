@@ -33,8 +33,10 @@ class Status:
     unsaved: bool = False
     side_task: str | None = None  # "comparing", "replaying"
     side_status: str = ""  # its progress
-    waiting: bool = False  # for the model (another tab is generating)
+    waiting: bool = False  # for the model (a comparison, a reply that runs alone)
     generating: bool = False
+    waiting_for: str = ""  # what it waits for, as the engine says it
+    streaming: int = 0  # replies streaming now in every tab
 
     def text(self) -> str:
         model, last = self.model, self.last
@@ -58,9 +60,11 @@ class Status:
         if self.side_task:
             parts.append(f"{self.side_status or self.side_task + '…'} (esc stops)")
         elif self.waiting:
-            parts.append("waiting for the model…")
+            parts.append(f"waiting for {self.waiting_for or 'the model'}… (esc stops)")
         elif self.generating:
             parts.append("generating… (esc stops)")
+        if self.streaming > 1:
+            parts.append(f"{self.streaming} replies streaming")
         return " · ".join(parts)
 
 

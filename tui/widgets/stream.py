@@ -22,17 +22,22 @@ from ..engine.reasoning import Reasoning
 from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.model import ChatMessage
-from ..worker_messages import GenerationFinished, GenerationStarted, TokenChunk
+from ..worker_messages import (
+    GenerationFinished,
+    GenerationStarted,
+    GenerationWaiting,
+    TokenChunk,
+)
 from .message_view import MessageView
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from textual.containers import VerticalScroll
     from textual.message import Message
 
     from ..engine.controller import ModelController
-    from ..engine.generation import GenerationStats, TurnInfo
+    from ..engine.generation import GenerationResult, GenerationStats, TurnInfo
     from ..store.model import Conversation
 
 
@@ -86,28 +91,88 @@ def generate(
     buffer: ChunkBuffer,
     stop: threading.Event,
     post: Callable[[Message], Any],
+    alternatives: Sequence[ChatRequest] = (),
 ) -> None:
     """The generation worker's work, in its thread: answer ``request`` and post
     :class:`GenerationStarted`, the text (through ``buffer``) and
     :class:`GenerationFinished`. A failure before the first token is a result with
-    the sentence; nothing is lost."""
+    the sentence; nothing is lost. Each of ``alternatives`` (other replies to the same
+    turn) is answered at the same time in a thread of its own, so a local model
+    decodes them all in one batch; they are not shown as they stream, and come back
+    with the reply (the same stop ends them all)."""
+    others = [_Alternative(controller, r, stop) for r in alternatives]
+    for other in others:
+        other.start()
+    result = _answer(
+        controller,
+        request,
+        stop,
+        on_text=buffer.add,
+        on_start=lambda info: post(GenerationStarted(info)),
+        on_wait=lambda text: post(GenerationWaiting(text)),
+        flush=buffer.flush,
+    )
+    post(GenerationFinished(result, request.continue_final, [o.finish() for o in others]))
+
+
+def _answer(
+    controller: ModelController,
+    request: ChatRequest,
+    stop: threading.Event,
+    flush: Callable[[], None] = lambda: None,
+    **callbacks: Any,
+) -> GenerationResult:
     from ..engine.errors import EngineError
     from ..engine.generation import GenerationResult, GenerationStats
 
     try:
-        result = controller.chat(
-            request,
-            stop_event=stop,
-            on_text=buffer.add,
-            on_start=lambda info: post(GenerationStarted(info)),
-        )
+        result = controller.chat(request, stop_event=stop, **callbacks)
     except EngineError as exc:  # before the first token: a sentence, nothing lost
         result = GenerationResult("", GenerationStats(stop_reason=StopReason.ERROR, error=str(exc)))
     finally:
-        buffer.flush()
+        flush()
     if result is None:  # stopped while waiting for a model
         result = GenerationResult("", GenerationStats(stop_reason=StopReason.STOPPED))
-    post(GenerationFinished(result, request.continue_final))
+    return result
+
+
+class _Alternative(threading.Thread):
+    """Another reply to the same turn, answered beside the one shown."""
+
+    def __init__(
+        self, controller: ModelController, request: ChatRequest, stop: threading.Event
+    ) -> None:
+        super().__init__(name="alternative", daemon=True)
+        self.controller, self.request, self.stop = controller, request, stop
+        self.result: GenerationResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = _answer(self.controller, self.request, self.stop)
+        except BaseException as exc:  # said with the reply, never lost in a thread
+            self.error = exc
+
+    def finish(self) -> GenerationResult:
+        from ..engine.generation import GenerationResult, GenerationStats
+
+        self.join()
+        if self.result is not None:
+            return self.result
+        error = f"Generation failed: {type(self.error).__name__}: {self.error}"
+        return GenerationResult("", GenerationStats(stop_reason=StopReason.ERROR, error=error))
+
+
+def alternative(request: ChatRequest, index: int) -> ChatRequest:
+    """The ``index``-th other reply to ``request``'s turn: it reads the conversation's
+    KV cache but leaves it to the reply shown, and samples with its own seed (the
+    conversation's seed + ``index`` when it has one, else one drawn for it)."""
+    import dataclasses
+
+    values = dict(request.settings.values) if request.settings is not None else {}
+    if values.get("seed") is not None:
+        values["seed"] = (int(values["seed"]) + index) % 2**32
+    return dataclasses.replace(request, settings=GenerationSettings(values), keep_cache=False)
 
 
 class Pane(Protocol):
@@ -128,7 +193,9 @@ class Pane(Protocol):
     def post_message(self, message: Message) -> bool: ...
 
     # starts the pane's generation worker with these arguments
-    generate_in_thread: Callable[[ModelController, ChatRequest, ChunkBuffer, threading.Event], Any]
+    generate_in_thread: Callable[
+        [ModelController, ChatRequest, ChunkBuffer, threading.Event, list[ChatRequest]], Any
+    ]
 
     def mark_outside_context(self, dropped: int) -> None: ...
 
@@ -147,13 +214,16 @@ class ReplyStream:
         self.thought = ""  # the reasoning shown so far
         self.turn: TurnInfo | None = None
         self.waiting = False  # for the model (another tab may be generating)
+        self.waiting_for = ""  # what for, as the engine says it ("a comparison to finish")
+        self.alternatives = 0  # other replies to the same turn being made with this one
         self.last_stats: GenerationStats | None = None
         self.parent: str | None = None  # the message the reply answers
         self._buffer: ChunkBuffer | None = None
 
-    async def start(self, continue_last: bool = False) -> None:
+    async def start(self, continue_last: bool = False, count: int = 1) -> None:
         """Show a reply to the conversation's last message (or continue its last reply)
-        and start the pane's generation worker."""
+        and start the pane's generation worker. ``count`` > 1 makes that many replies to
+        the turn at once (the others are kept as its versions when they end)."""
         pane = self.pane
         conv = pane.conversation
         if continue_last:
@@ -184,6 +254,7 @@ class ReplyStream:
         pane.stop_event = threading.Event()
         pane.generating = True
         self.waiting = True
+        self.waiting_for = ""
         pane.messages_view.scroll_end(animate=False)
         # the buffer is read by interrupt() for text decoded but not yet drawn
         self._buffer = ChunkBuffer(
@@ -196,12 +267,28 @@ class ReplyStream:
             settings=GenerationSettings(dict(conv.settings)),
             continue_final=continue_last,
         )
-        pane.generate_in_thread(pane.controller, request, self._buffer, pane.stop_event)
+        others = [alternative(request, k) for k in range(1, max(1, count))]
+        self.alternatives = len(others)
+        pane.generate_in_thread(pane.controller, request, self._buffer, pane.stop_event, others)
+
+    @property
+    def streams(self) -> int:
+        """Replies this pane is streaming now (0 while it waits for the model)."""
+        if not self.pane.generating or self.waiting:
+            return 0
+        return 1 + self.alternatives
+
+    def waited(self, text: str) -> None:
+        """The reply waits for the model: the status line says for what."""
+        if self.pane.generating and self.waiting:
+            self.waiting_for = text
+            self.pane.update_status()
 
     def started(self, info: TurnInfo) -> None:
         """The model is ours and the prompt is built."""
         pane = self.pane
         self.waiting = False
+        self.waiting_for = ""
         self.turn = info
         pane.mark_outside_context(info.dropped_messages)
         for notice in info.notices:
@@ -256,9 +343,16 @@ class ReplyStream:
         fields["stop_reason"] = StopReason(stats.stop_reason) if stats else StopReason.ERROR
         return fields
 
-    async def finish(self, text: str, stats: GenerationStats | None, reasoning: str = "") -> bool:
-        """The reply ended (or its worker failed): keep it in the conversation and show
-        it whole. ``False`` if no reply was being made."""
+    async def finish(
+        self,
+        text: str,
+        stats: GenerationStats | None,
+        reasoning: str = "",
+        alternatives: Sequence[GenerationResult] = (),
+    ) -> bool:
+        """The reply ended (or its worker failed): keep it in the conversation, with the
+        other replies made beside it as its versions, and show it whole. ``False`` if no
+        reply was being made."""
         pane = self.pane
         if not pane.generating:
             return False
@@ -280,6 +374,10 @@ class ReplyStream:
             if view is not None and view.is_attached:
                 await view.remove()
             view = None
+        for other in alternatives:
+            if other.text or other.reasoning or other.stats.stop_reason != StopReason.STOPPED:
+                meta = {**self._fields(other.stats), "reasoning": other.reasoning or None}
+                self._keep(other.text, meta, head=False)
         if view is not None and reply is not None and view.is_attached:
             view.message = reply
             view.version = conv.sibling_position(reply.id)
@@ -291,8 +389,10 @@ class ReplyStream:
         self.partial = ""
         self.thought = ""
         self.last_stats = stats
+        self.alternatives = 0
         pane.generating = False
         self.waiting = False
+        self.waiting_for = ""
         return True
 
     def interrupt(self) -> None:
@@ -328,13 +428,13 @@ class ReplyStream:
             self.view.refresh_header()
         pane.generating = False
 
-    def _keep(self, text: str, meta: dict[str, Any]) -> ChatMessage:
+    def _keep(self, text: str, meta: dict[str, Any], head: bool = True) -> ChatMessage:
         """The reply, added to the conversation under the message it answers: at the
-        head as usual, or (if the conversation moved on meanwhile, e.g. a /clear) kept
-        beside it in the file without taking the head."""
+        head as usual, or (if the conversation moved on meanwhile, e.g. a /clear, or it
+        is an alternative, ``head=False``) kept beside it without taking the head."""
         conv = self.pane.conversation
         self._record_model()
-        if conv.head == self.parent:
+        if head and conv.head == self.parent:
             return conv.append("assistant", text, **meta)
         parent = self.parent if self.parent is None or conv.get(self.parent) else None
         return conv.add_child(parent, "assistant", text, make_head=False, **meta)

@@ -11,7 +11,7 @@ from ...safe_text import fix_surrogates
 from ..chat_format import with_system
 from ..generation import GenerationResult, TurnInfo
 from ..progress import Progress
-from ..protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText
+from ..protocol import Capabilities, ChatEngine, ChatRequest, OnStart, OnText, OnWait
 from ..settings import GenerationSettings
 from ..spec import ModelSpec
 from .endpoint import Endpoint
@@ -138,7 +138,9 @@ class RemoteEngine(ChatEngine):
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
         on_start: OnStart | None = None,
+        on_wait: OnWait | None = None,
     ) -> GenerationResult:
+        """Requests run at once, each on its own connection: the server batches them."""
         if self.loaded is None:
             raise RemoteError("No endpoint model is selected yet.")
         if request.continue_final:
