@@ -221,3 +221,20 @@ async def test_an_unreadable_config_is_reported_and_left_alone(make_app, dirs, u
         app.theme = "chat-tui-terminal"
         await pilot.pause()
     assert dirs.config_file.read_text() == "theme = [unclosed\n"
+
+
+async def test_a_page_key_on_a_list_never_drawn_does_nothing(make_app, ui) -> None:
+    """Found by bench/monkey.py: a Select opened and paged down in one burst of keys got
+    the page key before its list was ever laid out, and Textual's OptionList raised."""
+    from textual.widgets._select import SelectOverlay
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.ready(pilot)
+        overlays = list(app.main_screen.query(SelectOverlay))
+        assert overlays
+        for overlay in overlays:  # folded: never laid out
+            overlay.action_page_down()
+            overlay.action_page_up()
+        await pilot.pause()
+        assert app.is_running

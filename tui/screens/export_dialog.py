@@ -14,6 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Label, Select
 
 from .. import safe_text
+from ..widgets.select import SafeSelect
 from .base import Dialog
 
 FORMAT_CHOICES = [
@@ -48,7 +49,7 @@ class ExportScreen(Dialog[ExportChoice | None]):
                     "format, then the folder (Enter exports, Esc cancels)."
                 )
             )
-            yield Select(FORMAT_CHOICES, value="md json", allow_blank=False, id="export-format")
+            yield SafeSelect(FORMAT_CHOICES, value="md json", allow_blank=False, id="export-format")
             yield Input(str(self.folder), id="export-folder")
 
     def on_mount(self) -> None:

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from .. import safe_text
 from ..engine.controller import SERVER_PREFIX
+from ..widgets.select import SafeSelect
 from .base import Dialog
 
 
@@ -106,10 +107,10 @@ class ModelPicker(Dialog[Picked | None]):
             )
             yield Input(placeholder="filter, or a model to load", id="picker-input")
             with Horizontal(id="picker-options"):
-                yield Select(
+                yield SafeSelect(
                     PRECISION_CHOICES, value=SAME, allow_blank=False, id="picker-precision"
                 )
-                yield Select(
+                yield SafeSelect(
                     [("device: as loaded", SAME)] + [(d, d) for d in self.devices],
                     value=SAME,
                     allow_blank=False,

@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from .. import safe_text
 from ..engine.spec import ModelSpec
+from .select import SafeSelect
 
 PRECISIONS = [
     ("auto", "auto"),
@@ -81,7 +82,7 @@ class SettingsPanel(VerticalScroll):
         spec = self.spec
         yield Static("Model", classes="panel-title")
         yield Label("backend")
-        yield Select(
+        yield SafeSelect(
             [("Local (this machine)", "local"), ("Endpoint (OpenAI API)", "endpoint")],
             value="local",
             allow_blank=False,
@@ -93,12 +94,14 @@ class SettingsPanel(VerticalScroll):
         )
         yield Label("precision")
         precision = spec.quantization if spec.quantization != "none" else spec.dtype
-        yield Select(PRECISIONS, value=precision, allow_blank=False, id="precision")
+        yield SafeSelect(PRECISIONS, value=precision, allow_blank=False, id="precision")
         yield Label("device")
         devices = DEVICES + ([spec.device] if spec.device not in DEVICES else [])
-        yield Select([(d, d) for d in devices], value=spec.device, allow_blank=False, id="device")
+        yield SafeSelect(
+            [(d, d) for d in devices], value=spec.device, allow_blank=False, id="device"
+        )
         yield Label("attention")
-        yield Select(
+        yield SafeSelect(
             [(a, a) for a in ATTENTION],
             value=spec.attn_implementation,
             allow_blank=False,
@@ -109,7 +112,7 @@ class SettingsPanel(VerticalScroll):
         yield Label("system prompt")
         yield TextArea("", id="system-prompt", classes="system-prompt")
         yield Label("thinking (reasoning models)")
-        yield Select(THINKING, value="", allow_blank=False, id="thinking")
+        yield SafeSelect(THINKING, value="", allow_blank=False, id="thinking")
         for name, label in GENERATION_FIELDS:
             yield Label(label)
             yield Input("", placeholder="model default", id=f"gen-{name}", classes="gen-field")
