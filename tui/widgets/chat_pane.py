@@ -38,7 +38,7 @@ from ..worker_messages import (
     TokenChunk,
 )
 from .message_view import MessageView
-from .pane_commands import PaneCommands
+from .pane_commands import MessageKeys, PaneCommands
 from .prompt_input import PromptInput
 from .side_tasks import (
     ComparisonJob,
@@ -63,7 +63,7 @@ MAX_ALTERNATIVES = 8
 """``/regenerate N`` makes at most this many replies at once (the batch's width)."""
 
 
-class ChatPane(PaneCommands, Vertical):
+class ChatPane(PaneCommands, MessageKeys, Vertical):
     """One conversation. ``generating`` toggles the ``-generating`` CSS class."""
 
     BINDINGS = [
@@ -529,35 +529,6 @@ class ChatPane(PaneCommands, Vertical):
         self.notify(f"Version {index + 1} of {len(ids)}.", timeout=3)
 
     # -- messages by keyboard -------------------------------------------------------------
-    def _live(self, view: MessageView) -> MessageView | None:
-        """The view a key on ``view`` means now. Keys can be queued faster than the pane
-        rebuilds: a second → was sent by a view the first one's rebuild replaced. Then
-        the key means the view now showing the same turn (the version that took its
-        place), so a held arrow steps through every version; without one, nothing."""
-        transcript = self.conversation.transcript
-        if view.is_attached and view.parent is self.messages_view and view.message in transcript:
-            return view
-        turn = (view.message.parent, view.message.role)
-        for current in self._views_now():
-            if (current.message.parent, current.message.role) == turn:
-                return current if current.message in transcript else None
-        return None
-
-    def _views_now(self) -> list[MessageView]:
-        return [v for v in self.query(MessageView) if v.parent is self.messages_view]
-
-    def focus_message(self, view: MessageView) -> None:
-        """Give ``view`` the focus (messages take it only when asked)."""
-        view.can_focus = True
-        view.focus()
-        view.scroll_visible(animate=False)
-
-    def action_focus_messages(self) -> None:
-        """ctrl+↑ / alt+↑: the last message takes the focus (↑ goes further up)."""
-        views = [v for v in self._views_now() if not v.streaming] or self._views_now()
-        if views:
-            self.focus_message(views[-1])
-
     @on(MessageView.Step)
     def _step(self, event: MessageView.Step) -> None:
         event.stop()

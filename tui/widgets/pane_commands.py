@@ -1,18 +1,15 @@
 """The slash commands and keys that act on one conversation without generating:
-copy, clear, save, rename, settings, system prompt, stats, and the menu of a focused
-message. A part of :class:`~tui.widgets.chat_pane.ChatPane` (it mixes this in), apart
-so that the pane's file holds the reply's lifecycle and little else."""
+copy, clear, save, rename, settings, system prompt, stats, the menu of a focused
+message, and which message a key on the messages means. Parts of
+:class:`~tui.widgets.chat_pane.ChatPane` (it mixes them in), apart so that the pane's
+file holds the reply's lifecycle and little else."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from .. import clipboard, safe_text
 from ..engine.settings import GenerationSettings
 from ..store.errors import StoreError
-
-if TYPE_CHECKING:
-    from .message_view import MessageView
+from .message_view import MessageView
 
 
 class PaneCommands:
@@ -219,3 +216,36 @@ class PaneCommands:
                 self.focus_prompt()
 
         self.app.push_screen(ChoiceScreen(f"{preview}", choices), answered)
+
+
+class MessageKeys:
+    """Messages by keyboard, for :class:`~tui.widgets.chat_pane.ChatPane`."""
+
+    def _live(self, view: MessageView) -> MessageView | None:
+        """The view a key on ``view`` means now. Keys can be queued faster than the pane
+        rebuilds: a second → was sent by a view the first one's rebuild replaced. Then
+        the key means the view now showing the same turn (the version that took its
+        place), so a held arrow steps through every version; without one, nothing."""
+        transcript = self.conversation.transcript
+        if view.is_attached and view.parent is self.messages_view and view.message in transcript:
+            return view
+        turn = (view.message.parent, view.message.role)
+        for current in self._views_now():
+            if (current.message.parent, current.message.role) == turn:
+                return current if current.message in transcript else None
+        return None
+
+    def _views_now(self) -> list[MessageView]:
+        return [v for v in self.query(MessageView) if v.parent is self.messages_view]
+
+    def focus_message(self, view: MessageView) -> None:
+        """Give ``view`` the focus (messages take it only when asked)."""
+        view.can_focus = True
+        view.focus()
+        view.scroll_visible(animate=False)
+
+    def action_focus_messages(self) -> None:
+        """ctrl+↑ / alt+↑: the last message takes the focus (↑ goes further up)."""
+        views = [v for v in self._views_now() if not v.streaming] or self._views_now()
+        if views:
+            self.focus_message(views[-1])
