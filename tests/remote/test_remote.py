@@ -23,6 +23,9 @@ from tui.store import SessionStore
 ROOT = Path(__file__).resolve().parents[2]
 
 
+USER = [{"role": "user", "content": "x"}]
+
+
 def greedy(n: int = 12) -> GenerationSettings:
     return GenerationSettings({"do_sample": False, "max_new_tokens": n})
 
@@ -211,6 +214,34 @@ def test_stop_is_prompt_even_mid_stream(misbehaving) -> None:
         on_text,
     )
     assert result.stats.stop_reason == "stopped" and len(chunks) < 200
+
+
+def test_two_tabs_replies_run_at_once_on_their_own_connections(misbehaving) -> None:
+    """The server batches: the remote engine sends a second tab's request while the first
+    tab's reply is still streaming (held here after its first chunk), and says no wait."""
+    engine = RemoteEngine(Endpoint(f"{misbehaving}/ok"))
+    engine.load(ModelSpec(source="default"))
+    first_streaming, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+    waits: list[str] = []
+
+    def hold(_text: str) -> None:
+        first_streaming.set()
+        release.wait(30)
+
+    first = threading.Thread(
+        target=lambda: results.setdefault("first", engine.chat(ChatRequest(USER), on_text=hold))
+    )
+    first.start()
+    try:
+        assert first_streaming.wait(30)
+        second = engine.chat(ChatRequest(USER), on_wait=waits.append)
+        assert not release.is_set() and first.is_alive()  # the first is still streaming
+    finally:
+        release.set()
+        first.join(30)
+    assert second.stats.error is None and second.text == "Hello there!"
+    assert results["first"].text == "Hello there!" and waits == []
 
 
 def test_retry_after_a_fault_works(misbehaving) -> None:

@@ -447,3 +447,21 @@ def test_a_4bit_model_batches_and_its_replies_match(tiny_llama_dir, greedy) -> N
         results = [c.finish() for c in chats]
     assert [r.token_ids for r in results] == [s.token_ids for s in solo]
     assert four.scheduler.widest == 2
+
+
+def test_what_runs_alone_says_why_in_words(engine, greedy) -> None:
+    """The reason a reply is not batched ends the waiting line another tab shows:
+    plain words, never an enum's name."""
+    from tui.engine import batch
+
+    loaded = engine.loaded
+
+    def why(*settings: str, speculative: bool = False) -> object:
+        turn = engine._turn(loaded, request(HELLO, greedy(*settings)), threading.Event())
+        return batch.plan(loaded, turn.prompt.ids, turn.config, event=threading.Event(),
+                          seed=None, speculative=speculative, store=None, key=None)  # fmt: skip
+
+    assert why("num_beams=2") == "beam search runs alone"
+    assert why("max_new_tokens=4", speculative=True) == "speculative decoding runs alone"
+    assert isinstance(why("max_new_tokens=4"), batch.Row)
+    assert isinstance(why("do_sample=true", "top_p=0.8", "seed=3"), batch.Row)

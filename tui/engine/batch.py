@@ -165,7 +165,7 @@ def plan(
     model, tokenizer = loaded.model, loaded.tokenizer
     mode = config.get_generation_mode()
     if mode not in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
-        return f"{str(mode).replace('_', ' ')} runs alone"
+        return f"{getattr(mode, 'value', str(mode)).replace('_', ' ')} runs alone"
     if (config.guidance_scale or 1) != 1 or config.prefill_chunk_size or config.token_healing:
         return "these settings run alone"
     if config.cache_implementation is not None:
