@@ -3,8 +3,9 @@
 Each round launches, in a fresh tmux session of 100x30, a bare Textual app (a Header, a
 Static and a Footer, run the same way: ``python FILE``) and then ``chat-tui`` (``python
 -m tui.cli``), and polls ``tmux capture-pane`` every 10 ms until the window shows its
-footer (first paint), and for chat-tui also until the status line names the loaded
-model (model ready). Rounds alternate the two, so a busy machine slows both alike.
+footer (first paint), and for chat-tui also until the main screen (tabs, prompt, side
+panel) replaces the start screen and until the status line names the loaded model
+(model ready). Rounds alternate the two, so a busy machine slows both alike.
 
     python bench/first_paint.py [--rounds 7] [--model DIR]
 
@@ -101,14 +102,20 @@ def main() -> int:
             TERM="xterm-256color",
         )
         chat = [sys.executable, "-m", "tui.cli"] + (["--model", ns.model] if ns.model else [])
-        bare_times, paint_times, ready_times = [], [], []
+        bare_times, paint_times, main_times, ready_times = [], [], [], []
         for _ in range(ns.rounds):
             (b,) = launch([sys.executable, str(bare)], ["^q Quit"], env)
-            paint, ready = launch(chat, ["^q Quit", "· cpu · ctx"], env)
-            for values, value in ((bare_times, b), (paint_times, paint), (ready_times, ready)):
+            paint, shown, ready = launch(chat, ["^q Quit", "backend", "· cpu · ctx"], env)
+            pairs = (
+                (bare_times, b),
+                (paint_times, paint),
+                (main_times, shown),
+                (ready_times, ready),
+            )
+            for values, value in pairs:
                 if value is not None:
                     values.append(value)
-            print(f"bare {b}  chat-tui paint {paint}  ready {ready}", flush=True)
+            print(f"bare {b}  chat-tui paint {paint}  main {shown}  ready {ready}", flush=True)
 
     def show(name: str, values: list[float]) -> str:
         if not values:
@@ -121,10 +128,12 @@ def main() -> int:
     print(f"\nmachine: {machine()}")
     print(show("bare Textual app", bare_times))
     print(show("chat-tui first paint", paint_times))
+    print(show("chat-tui main screen", main_times))
     print(show("chat-tui model ready", ready_times))
     if bare_times and paint_times:
         ratio = statistics.median(paint_times) / statistics.median(bare_times)
-        print(f"summary first_paint_ratio={ratio:.2f}")
+        main = statistics.median(main_times) / statistics.median(bare_times) if main_times else 0
+        print(f"summary first_paint_ratio={ratio:.2f} main_screen_ratio={main:.2f}")
     return 0
 
 

@@ -23,6 +23,7 @@ two running apps add to each other's open tabs instead of overwriting them.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,8 +134,11 @@ class AppState:
                     os.replace(path, aside)
                     self.problem = f"{problem}; it was kept as {aside}"
                 document = document or {}
+                before = copy.deepcopy(document)
                 change(document)
                 document["schema_version"] = SCHEMA_VERSION
+                if document == before:
+                    return  # nothing new: no write (a write waits for the disk's fsync)
                 atomic_write(path, tomli_w.dumps(document))
         except OSError as exc:
             self.problem = f"Could not save the app's state in {path}: {exc.strerror or exc}"
@@ -143,6 +147,8 @@ class AppState:
         """This app now shows ``tabs`` and has ``closed`` some since its last write.
         Tabs another app recorded meanwhile are kept."""
         self.open_tabs = list(tabs)[:MAX_TABS]
+        if not tabs and not closed and not self.path().exists():
+            return  # nothing to record yet (a first start): no file, no fsync
 
         def change(document: dict[str, Any]) -> None:
             dirs = document.get("data_dirs")

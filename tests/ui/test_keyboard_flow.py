@@ -12,6 +12,7 @@ import asyncio
 
 from textual import events
 from textual.widgets import Button
+from textual.widgets._footer import FooterKey
 
 from bench.monkey import key_event
 from tui.app import ChatApp
@@ -158,6 +159,25 @@ async def test_keys_typed_before_the_window_is_ready_are_acted_on(
         pane = app.main_screen.active_pane
         assert [m.content for m in pane.conversation.transcript][:1] == ["early bird"]
         assert pane is app.main_screen.panes()[1]
+
+
+async def test_the_first_frame_shows_the_keys_while_the_tabs_are_built(make_app, ui, monkeypatch):
+    """The start screen's footer has its keys when the main screen starts being built
+    (right after the first frame). Textual fills a footer only after a focus change,
+    which the start screen (nothing to focus) never has: in a terminal the first frame
+    showed a blank footer until the main screen was up, a second later."""
+    seen: list[set[str]] = []
+    open_main = ChatApp._open_main
+
+    def open_main_noting(self) -> None:
+        seen.append({k.key for k in self.screen.query(FooterKey)})
+        open_main(self)
+
+    monkeypatch.setattr(ChatApp, "_open_main", open_main_noting)
+    app = make_app()
+    async with ChatApp.run_test(app, size=SIZE) as pilot:
+        await ui.ready(pilot)
+        assert seen and {"ctrl+q", "ctrl+n", "f1"} <= seen[0]
 
 
 async def test_fast_typing_with_corrections_lands_in_order(make_app, ui):

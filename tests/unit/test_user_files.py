@@ -186,3 +186,19 @@ def test_the_command_line_says_what_in_the_config_it_ignored(config_dir: Path, t
     assert "has no setting 'bogus'" in err and code == 1
     code, _, err = run_cli("--data-dir", str(tmp_path), "--list")
     assert code == 0 and "device" not in err
+
+
+def test_the_state_is_written_only_when_it_changes(config_dir: Path, tmp_path: Path) -> None:
+    """Each write waits for the disk (fsync, 0.2 s here) on the UI thread: a first start
+    with nothing to record writes no file, and recording what is already there leaves
+    the file alone."""
+    state_file = tmp_path / "state" / "state.toml"
+    state = AppState.load(tmp_path / "data")
+    state.set_open_tabs([])
+    assert not state_file.exists()
+    state.set_open_tabs(["20261130-1"])
+    written = state_file.stat().st_ino
+    AppState.load(tmp_path / "data").set_open_tabs(["20261130-1"])
+    assert state_file.stat().st_ino == written  # the same file: not written again
+    state.set_open_tabs([], closed=["20261130-1"])
+    assert AppState.load(tmp_path / "data").open_tabs == []

@@ -20,6 +20,13 @@ class ChatFooter(Footer):
 
     _drawn: tuple | None = None  # the keys as last composed
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Textual draws a footer's keys only after the first focus change, which on the
+        # start screen (nothing to focus) never comes before the main screen replaces
+        # it: the window's first frame had no keys. The keys are known now; draw them.
+        self.set_reactive(Footer._bindings_ready, True)
+
     def _keys(self, screen) -> tuple:
         """What the footer draws for ``screen`` now: each shown key and its state."""
         return tuple(
