@@ -89,6 +89,30 @@ def visible(text: str) -> str:
     return fix_surrogates(str(text).translate(_VISIBLE_TABLE))
 
 
+# A window draws at most this much of one text (a reply, its reasoning): Markdown
+# takes about a second per 50,000 characters here, and a 2 MiB reply froze the window
+# for half a minute. The conversation keeps all of it.
+DRAWN_CHARS = 50_000
+
+
+def more_line(chars: int | None) -> str:
+    """What stands for the part of a text a window does not draw."""
+    what = f"{chars:,} more characters" if chars else "the rest"
+    return (
+        f"\n\n[… {what} not drawn here (a window draws {DRAWN_CHARS:,} at most); the "
+        "conversation keeps all of it: Enter on the message copies it, ctrl+e exports]"
+    )
+
+
+def visible_head(text: str) -> str:
+    """:func:`visible`, for a window: at most :data:`DRAWN_CHARS` characters, then a
+    line saying how many more there are."""
+    text = str(text)
+    if len(text) <= DRAWN_CHARS:
+        return visible(text)
+    return visible(text[:DRAWN_CHARS]) + more_line(len(text) - DRAWN_CHARS)
+
+
 def one_line(text: str, limit: int | None = None) -> str:
     """For labels: :func:`visible`, on one line, optionally cut to ``limit`` characters."""
     line = fix_surrogates(str(text).translate(_ONE_LINE_TABLE))

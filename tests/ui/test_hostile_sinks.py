@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tests.hostile import CORPUS, controls_in
 from tui.screens.session_browser import SessionBrowser
+from tui.widgets.message_view import MessageView
 
 SIZE = (120, 40)
 ALL = "\n\n".join(f"{name}: {text}" for name, text in CORPUS.items() if len(text) < 5000)
@@ -106,3 +107,39 @@ async def test_hostile_files_beside_a_healthy_conversation(make_app, dirs, ui):
         assert_clean(app)
     for name, data in HOSTILE_FILES.items():
         assert (store.folder / name).read_bytes() == data, name
+
+
+async def test_long_replies_are_drawn_in_part_and_saved_even_past_the_file_limit(
+    make_app, engine, dirs, ui, monkeypatch
+):
+    """Item 10: a 2 MiB reply froze the window for half a minute (Markdown redrawn on
+    every chunk), and once a conversation's replies passed the file's limit every later
+    message stayed NOT SAVED. A window draws the first 50,000 characters and says how
+    much more there is; the save cuts the longest texts to fit, says so, and goes on."""
+    from tui import safe_text
+    from tui.store import store as store_module
+
+    # the same bounds, smaller (50,000 characters drawn, 16 MiB a file)
+    monkeypatch.setattr(safe_text, "DRAWN_CHARS", 5_000)
+    monkeypatch.setattr(store_module, "MAX_FILE_BYTES", 240_000)
+    long = "word " * 20_000  # 100,000 characters
+    engine.replies = [[long[i : i + 4_000] for i in range(0, len(long), 4_000)]] * 3
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main_screen.active_pane
+        await ui.send(pilot, "one")
+        view = list(pane.query(MessageView))[-1]
+        source = view.body.source
+        assert len(source) < 5_000 + 300 and "95,000 more characters" in source
+        assert not ui.notes(app, "warning")
+        await ui.send(pilot, "two")
+        await ui.send(pilot, "three")
+        await ui.wait_until(pilot, lambda: ui.notes(app, "warning"), "the notice of cuts")
+        assert "reached its file's limit" in ui.notes(app, "warning")[0].message
+        assert not pane.unsaved
+        await ui.send(pilot, "and after them?")
+        assert not pane.unsaved
+    back = app.sessions.store.load(pane.conversation.id)
+    assert [m.content for m in back.transcript][-2:] == ["and after them?", "Echo: and after them?"]
+    assert len(back.transcript) == 8 and back.transcript[1].content.startswith(long[:16_000])
+    assert any("were cut here" in m.content for m in back.transcript)

@@ -111,6 +111,8 @@ class Conversation:
     disk_stamp: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
     # What another chat-tui contributed at the last save (None: nothing was merged).
     last_merge: MergeReport | None = field(default=None, compare=False, repr=False)
+    # Texts the last save cut to fit the file's limit (see :mod:`.fit`): empty if none.
+    last_cuts: list[Any] = field(default_factory=list, compare=False, repr=False)
     # The values as last read or saved, for the 3-way merge of a save (None: never on disk).
     _base: Snapshot | None = field(default=None, init=False, compare=False, repr=False)
     _saved_place: tuple[Any, Any] | None = field(

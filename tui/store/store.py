@@ -42,6 +42,7 @@ from .errors import (
     disk_errors,
     label,
 )
+from .fit import fit
 from .merge import MergeReport, merge
 from .model import Conversation, new_id, now
 
@@ -430,6 +431,10 @@ class SessionStore:
         conv.revision = min(conv.revision + 1, schema.INT64[1] - 1)
         try:
             data = codec.dumps(conv).encode("utf-8")
+            conv.last_cuts = []
+            if len(data) > MAX_FILE_BYTES:  # cut the longest texts, marked, to fit
+                conv.last_cuts = fit(conv, MAX_FILE_BYTES, lambda c: codec.dumps(c).encode("utf-8"))
+                data = codec.dumps(conv).encode("utf-8")
             if len(data) > MAX_FILE_BYTES:
                 raise StoreError(
                     f"{_quoted(conv.title)} is too large to save "

@@ -30,6 +30,7 @@ from .. import slash_commands
 from ..engine.settings import GenerationSettings
 from ..reasons import StopReason
 from ..store.errors import ConversationGoneError, CorruptSessionError, StoreError
+from ..store.fit import describe as describe_cuts
 from ..store.model import ChatMessage, Conversation
 from ..worker_messages import (
     GenerationFinished,
@@ -218,6 +219,8 @@ class ChatPane(PaneCommands, MessageKeys, Vertical):
         if self.unsaved:
             self.unsaved, self.unsaved_reason, self.cannot_merge = False, "", False
             self.update_status()
+        if self.conversation.last_cuts:
+            self._said_cuts(self.conversation.last_cuts)
         report = self.conversation.last_merge
         if report and not quiet:
             self.conversation.last_merge = None
@@ -226,6 +229,13 @@ class ChatPane(PaneCommands, MessageKeys, Vertical):
                 self._show_merge = True
                 self.call_later(self.show_merged)
         return True
+
+    def _said_cuts(self, cuts: list) -> None:
+        """The save cut long texts to fit the file: say so, show what the file holds."""
+        self.conversation.last_cuts = []
+        self.notify(describe_cuts(cuts), title="Saved, with cuts", severity="warning", timeout=20)
+        self._show_merge = True
+        self.call_later(self.show_merged)
 
     async def show_merged(self) -> None:
         """Re-render to show the other side's branch, once no reply is streaming."""

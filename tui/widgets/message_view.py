@@ -106,6 +106,7 @@ class MessageView(Vertical, can_focus=False):
         self.message = message
         self.version = version
         self._stream = None
+        self._streamed = 0  # characters of the reply streamed into the view
         self._typing = False  # text typed here went to the prompt; the keys after it too
         assistant = message.role == "assistant"
         self._thought = ThoughtBlock(message, classes="thought") if assistant else None
@@ -154,7 +155,7 @@ class MessageView(Vertical, can_focus=False):
         yield Static(self._header(), classes="message-header")
         if self._thought is not None:
             yield self._thought
-        yield Markdown(safe_text.visible(self.message.content), classes="message-body")
+        yield Markdown(safe_text.visible_head(self.message.content), classes="message-body")
 
     def _header(self) -> Text:
         header = describe(self.message, self.version)
@@ -208,10 +209,17 @@ class MessageView(Vertical, can_focus=False):
                 # text is kept in the conversation, which a new view shows
             self._stream = Markdown.get_stream(bodies.first(Markdown))
             self.streaming = True
-        await self._stream.write(safe_text.visible(chunk))
+        room = safe_text.DRAWN_CHARS - self._streamed
+        self._streamed += len(chunk)
+        if room > 0:  # past what a window draws, the rest is counted for :meth:`finish`
+            await self._stream.write(safe_text.visible(chunk[:room]))
 
     async def finish(self) -> None:
         if self._stream is not None:
+            if self._streamed > safe_text.DRAWN_CHARS:
+                await self._stream.write(
+                    safe_text.more_line(self._streamed - safe_text.DRAWN_CHARS)
+                )
             await self._stream.stop()
             self._stream = None
         self.streaming = False
@@ -220,4 +228,4 @@ class MessageView(Vertical, can_focus=False):
     async def set_text(self, text: str) -> None:
         bodies = self.query(".message-body")
         if bodies:  # none while the view is taken down
-            await bodies.first(Markdown).update(safe_text.visible(text))
+            await bodies.first(Markdown).update(safe_text.visible_head(text))

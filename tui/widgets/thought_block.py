@@ -67,8 +67,10 @@ class ThoughtBlock(Static):
         if self.started is None:
             self.started = time.monotonic()
         self.thinking = True
+        drawn = len(self.text) <= safe_text.DRAWN_CHARS
         self.text += chunk
-        self._refresh()
+        if drawn or not self.expanded:  # past what is drawn, only the summary changes
+            self._refresh()
 
     def answer_began(self) -> None:
         if self.thinking:
@@ -103,5 +105,5 @@ class ThoughtBlock(Static):
         shown = Text(safe_text.one_line(line), style="italic")
         if self.expanded:
             shown.append("\n")
-            shown.append(safe_text.visible(self.text))
+            shown.append(safe_text.visible_head(self.text))
         self.update(shown)
