@@ -72,9 +72,12 @@ def fit(conv: Conversation, limit: int, encode: Callable[[Conversation], bytes])
 def describe(cuts: list[Cut], limit: int = MAX_FILE_BYTES) -> str:
     """One notice for the cuts of a save."""
     chars = sum(cut.chars for cut in cuts)
-    texts = "one long text was" if len(cuts) == 1 else f"{len(cuts)} long texts were"
+    if len(cuts) == 1:
+        texts, marked = "its longest text was", "it is marked where it was cut"
+    else:
+        texts, marked = f"its {len(cuts)} longest texts were", "each is marked where it was cut"
     return (
         f"This conversation reached its file's limit ({limit >> 20} MiB): {texts} cut "
-        f"to fit ({chars:,} characters), each marked where it was cut; everything else "
-        "is saved. Start a new conversation (ctrl+n) to go on."
+        f"to fit ({chars:,} characters) and {marked}; everything else is saved. Start a "
+        "new conversation (ctrl+n) to go on."
     )
