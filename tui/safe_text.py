@@ -100,7 +100,8 @@ def more_line(chars: int | None) -> str:
     what = f"{chars:,} more characters" if chars else "the rest"
     return (
         f"\n\n[… {what} not drawn here (a window draws {DRAWN_CHARS:,} at most); the "
-        "conversation keeps all of it: Enter on the message copies it, ctrl+e exports]"
+        "conversation keeps all of it: copy it from the message's actions (Enter) or "
+        "export it (ctrl+e)]"
     )
 
 
