@@ -307,12 +307,17 @@ class Note:
 
 
 @pytest.fixture
-def make_app(dirs: Dirs, engine: FakeEngine) -> Callable[..., ChatApp]:
+def make_app(
+    dirs: Dirs, engine: FakeEngine, request: pytest.FixtureRequest
+) -> Callable[..., ChatApp]:
     """``make_app(**kwargs)``: a ChatApp on this test's folders and the fake engine.
 
     Every notification is also recorded in ``app.notes`` (toasts expire; the record
     does not), and ``app.run_test()`` ends the app's message loop before shutting it
-    down, as a real run does."""
+    down, as a real run does. Animations are off (Pilot waits for each to end: a tab
+    switch took 0.5 s instead of 0.2) unless the test is marked ``animated``, as the
+    tests of what animations move (the tab bar's scrolling) are."""
+    animated = request.node.get_closest_marker("animated") is not None
 
     def make(**kwargs: Any) -> ChatApp:
         kwargs.setdefault("spec", ModelSpec())
@@ -320,6 +325,8 @@ def make_app(dirs: Dirs, engine: FakeEngine) -> Callable[..., ChatApp]:
         kwargs.setdefault("load_on_start", False)
         kwargs.setdefault("data_dir", str(dirs.data))
         app = ChatApp(**kwargs)
+        if not animated:
+            app.animation_level = "none"
         app.notes = []  # type: ignore[attr-defined]
         original = app.notify
 

@@ -11,7 +11,7 @@ import pytest
 from bench.monkey import describe, drive
 
 
-@pytest.mark.parametrize(("seed", "size", "keys"), [(11, (80, 24), 400), (12, (100, 30), 500)])
+@pytest.mark.parametrize(("seed", "size", "keys"), [(11, (80, 24), 1000), (12, (100, 30), 1000)])
 async def test_random_keys_never_crash_or_lose_a_word(
     make_app, engine, dirs, ui, seed, size, keys, tmp_path, monkeypatch
 ) -> None:
@@ -21,6 +21,7 @@ async def test_random_keys_never_crash_or_lose_a_word(
     async with app.run_test(size=size) as pilot:
         outcome = await drive(app, pilot, seed, keys, dirs.data)
     assert outcome.ok, describe(outcome)
+    assert len(outcome.keys) == keys, "the keys chose Quit early: pick a seed that does not"
 
 
 async def test_random_keys_with_a_real_tiny_model(

@@ -29,6 +29,7 @@ async def _tabs(app, pilot, ui, count: int) -> None:
         await ui.send(pilot, f"topic{n:02d} words")
 
 
+@pytest.mark.animated  # the bar's own scroll animation once undid the reveal
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
 async def test_the_active_tab_is_always_in_view(make_app, ui, size) -> None:
     app = make_app()
