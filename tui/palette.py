@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from textual import work
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
+from textual.css.styles import RenderStyles, Styles
 
 from . import safe_text, slash_commands
 from .screens.base import DismissedOnce
@@ -36,6 +37,17 @@ class SafeCommandPalette(DismissedOnce, CommandPalette):
             await CommandPalette._gather_commands.__wrapped__(self, search_value)  # type: ignore[attr-defined]
         except NoMatches:
             pass  # closed before its list was there: nothing to show
+
+    def get_component_styles(self, *names: str) -> RenderStyles:
+        """A hit's help text is styled from the palette's CSS, which a search started by
+        keys faster than the palette's mount (or still running once Esc closed it)
+        finds missing: such hits are drawn unstyled, not a KeyError that ends the app."""
+        try:
+            return super().get_component_styles(*names)
+        except KeyError:
+            if not set(names) <= self.COMPONENT_CLASSES:
+                raise  # a name Textual does not know: a real bug
+            return RenderStyles(self, Styles(), Styles())
 
     def _action_command_list(self, action: str) -> None:
         try:

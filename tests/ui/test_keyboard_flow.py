@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual import events
 from textual.widgets import Button
 from textual.widgets._footer import FooterKey
 
 from bench.monkey import key_event
 from tui.app import ChatApp
+from tui.palette import SafeCommandPalette
 from tui.screens.main import MainScreen
 from tui.widgets.message_view import MessageView
 from tui.widgets.prompt_input import PromptInput
@@ -200,3 +202,24 @@ async def test_a_notice_of_the_turn_is_shown_once(make_app, engine, ui):
         await ui.send(pilot, "a question")
         said = [n.message for n in ui.notes(app)]
         assert said.count(engine.notices[0]) == 1, said
+
+
+async def test_keys_faster_than_the_palette_never_end_the_app(make_app, ui):
+    """bench/monkey.py seed 128623368 (ctrl+p, letters, alt+3, Esc in a few bursts):
+    a palette search drew a hit's help text with a style the palette did not have (not
+    styled yet, or already taken down), a KeyError inside Textual that ended the app.
+    The race depends on timing (the seed's replay passed), so the palette without its
+    styles is asked directly: it draws such hits unstyled; a style name Textual does
+    not know still raises. Bursts through the palette must leave the app running."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ui.send(pilot, "a conversation to find")
+        for _ in range(3):
+            burst(app, "ctrl+p", *"conv", "escape")
+            await pilot.pause()
+            await ui.wait_until(pilot, lambda: app.screen is app.main_screen, "closed")
+        assert app.is_running
+    palette = SafeCommandPalette()  # never mounted: no styles yet
+    assert palette.get_component_styles("command-palette--help-text") is not None
+    with pytest.raises(KeyError):
+        palette.get_component_styles("no-such-component")
