@@ -90,7 +90,8 @@ async def test_a_reply_finished_in_the_background_marks_its_tab(make_app, engine
 async def test_a_tab_being_closed_is_never_drawn_in(make_app, ui) -> None:
     """Found by bench/monkey.py: a tab switch (alt+N, or the bar picking the next tab)
     reached a tab whose widgets were being taken down, and drawing its status line
-    raised. Here the switch lands at that moment, and so does a streamed chunk."""
+    raised. Here the switch lands at that moment, and so does a streamed chunk, and
+    the relabelling of a reply that ended (seed 846623477: ctrl+r, then ctrl+w)."""
     from tui.widgets.message_view import MessageView
     from tui.widgets.status_line import StatusLine
 
@@ -105,6 +106,7 @@ async def test_a_tab_being_closed_is_never_drawn_in(make_app, ui) -> None:
         if main.active_pane is pane:
             main.tab_activated(None)
         pane.update_status()
+        main.relabel(pane)  # its reply, stopped by the close, reports that it ended
         await view.write("a chunk for a view being taken down")
         await view.set_text("and its final text")
         await closing

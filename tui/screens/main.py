@@ -213,7 +213,9 @@ class MainScreen(Screen):
 
     def relabel(self, pane: ChatPane) -> None:
         tab_pane = pane.parent
-        if isinstance(tab_pane, TabPane) and tab_pane.id:
+        # a tab being closed has lost its label already (its reply, stopped by the
+        # close, still reports that it ended)
+        if isinstance(tab_pane, TabPane) and tab_pane.id and not pane.closing:
             unseen = tab_pane.id in self._unseen
             label = tab_title(pane.conversation, unseen, pane.generating)
             self.tabs.get_tab(tab_pane.id).label = label
