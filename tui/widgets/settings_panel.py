@@ -120,7 +120,9 @@ class SettingsPanel(VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one("#endpoint-url").display = False
-        self.refresh_estimate()
+        # after the first frame: the estimate imports transformers and torch in a
+        # thread, which held the window's first frame back by about half a second
+        self.call_after_refresh(self.refresh_estimate)
 
     @on(Select.Changed, "#backend")
     def _backend_changed(self, event: Select.Changed) -> None:
