@@ -223,3 +223,21 @@ async def test_keys_faster_than_the_palette_never_end_the_app(make_app, ui):
     assert palette.get_component_styles("command-palette--help-text") is not None
     with pytest.raises(KeyError):
         palette.get_component_styles("no-such-component")
+
+
+async def test_help_opened_and_closed_in_one_burst_changes_nothing(make_app, ui):
+    """bench/monkey.py seed 121613376: the help screen, opened and left within one
+    burst of keys, looked for its body on mounting and found none (NoMatches ended the
+    app)."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        for keys in (("f1", "escape"), ("f1", "q"), ("f1", "f1"), ("f1", "escape", "f1")):
+            burst(app, *keys)
+            await pilot.pause()
+            await ui.wait_until(
+                pilot, lambda: app.screen in (app.main_screen,) or app.screen.is_mounted, "up"
+            )
+            if app.screen is not app.main_screen:
+                await ui.press(pilot, "escape")
+        await ui.wait_until(pilot, lambda: app.screen is app.main_screen, "the main screen")
+        assert app.is_running and prompt_focused(app)

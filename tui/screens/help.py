@@ -100,4 +100,6 @@ class HelpScreen(Dialog[None]):
                 yield Markdown(help_markdown(self.keys))
 
     def on_mount(self) -> None:
-        self.query_one("#help-body").focus()
+        body = self.query("#help-body")
+        if body:  # none if a key in the same burst already closed it
+            body.first().focus()
