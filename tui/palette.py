@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from textual import work
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
 from textual.css.query import NoMatches
 from textual.css.styles import RenderStyles, Styles
+from textual.fuzzy import Matcher
 
 from . import safe_text, slash_commands
 from .screens.base import DismissedOnce
@@ -56,6 +58,24 @@ class SafeCommandPalette(DismissedOnce, CommandPalette):
             pass  # a list not laid out yet (or already gone): the key does nothing
 
 
+def plain(text: str) -> Content:
+    """Text for a hit, never read as markup: Textual reads a hit's text and help given
+    as strings as markup, and a title, a model name from a file or a typed query can
+    hold anything (``[b x=20`` ended the app with a MarkupError)."""
+    return Content(safe_text.one_line(text))
+
+
+def highlight(matcher: Matcher, text: str) -> Content:
+    """``matcher.highlight`` without reading ``text`` as markup (Textual's does: a
+    conversation titled ``[x=1=2]`` was never found, its search raising)."""
+    content = plain(text)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, content.plain)
+    for offset in offsets if score else ():
+        if not content.plain[offset].isspace():
+            content = content.stylize(matcher._match_style, offset, offset + 1)
+    return content
+
+
 class PaletteHost(Protocol):
     """What the providers need from the screen that opened the palette."""
 
@@ -82,9 +102,9 @@ class ConversationProvider(Provider):
             if score > 0:
                 yield Hit(
                     score,
-                    matcher.highlight(text),
+                    highlight(matcher, text),
                     partial(screen.open_conversation, info.id),
-                    help=safe_text.one_line(
+                    help=plain(
                         f"{info.model or '-'} · {info.messages} messages · {info.updated[:16]}"
                     ),
                 )
@@ -100,14 +120,10 @@ class ModelProvider(Provider):
             text = f"Load model: {safe_text.one_line(source)}"
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(screen.load_source, source))
+                yield Hit(score, highlight(matcher, text), partial(screen.load_source, source))
         typed = query.strip()
         if typed and ("/" in typed or typed.endswith(".gguf")):
-            yield Hit(
-                0.5,
-                f"Load model: {safe_text.one_line(typed)}",
-                partial(screen.load_source, typed),
-            )
+            yield Hit(0.5, plain(f"Load model: {typed}"), partial(screen.load_source, typed))
 
 
 class SlashCommandProvider(Provider):
@@ -127,14 +143,14 @@ class SlashCommandProvider(Provider):
 
     async def discover(self) -> Hits:
         for text, help_text, callback in self._hits():
-            yield DiscoveryHit(text, callback, help=help_text)
+            yield DiscoveryHit(plain(text), callback, help=plain(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, help_text, callback in self._hits():
             score = matcher.match(f"{text} {help_text}")
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help_text)
+                yield Hit(score, highlight(matcher, text), callback, help=plain(help_text))
 
 
 def search_commands(app: App, commands, placeholder: str):

@@ -69,6 +69,35 @@ async def test_hostile_titles_and_models_in_the_session_browser(make_app, dirs, 
         assert "[x=1=2]bad" in drawn(app)
 
 
+async def test_hostile_titles_models_and_queries_in_the_palette(make_app, dirs, ui):
+    """bench/monkey.py seed 273429663: a query typed in the palette (a pasted escape
+    sequence, then `/set … max_new_tokens=20`) was read as markup by Textual and a
+    MarkupError ended the app. A title from a file went the same way: a conversation
+    titled ``[x=1=2]…`` could never be found (its search raised). Every hit is plain
+    text now."""
+    from textual.command import CommandPalette
+
+    store = dirs.store()
+    conv = store.new(model={"source": "[b x=20 [link=https://example.com]m[/link]"})
+    conv.append("user", "hello")
+    conv.title = "[x=1=2]open me \x1b]0;t\x07 [reverse]"
+    store.save(conv)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ui.ready(pilot)
+        await pilot.press("ctrl+p")
+        await ui.wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
+        await ui.paste(pilot, "conversation open me")
+        await ui.wait_until(pilot, lambda: "[x=1=2]open me" in drawn(app), "the hostile title")
+        assert "[b x=20 [link=https://example.com]m[/link]" in drawn(app)  # its help line
+        assert_clean(app)
+        await pilot.press(*["backspace"] * len("conversation open me"))
+        await ui.paste(pilot, "[31mred [b /set temperature=0.7 max_new_tokens=20")
+        typed = "Load model: [31mred [b /set temperature=0.7 max_new_tokens=20"
+        await ui.wait_until(pilot, lambda: typed in drawn(app), "the typed query's hit")
+        assert app.is_running
+
+
 HOSTILE_FILES = {
     "deep.toml": b"a = " + b"[" * 100_000 + b"]" * 100_000,
     "bytes.toml": bytes(range(256)) * 4,
