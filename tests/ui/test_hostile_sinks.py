@@ -74,7 +74,8 @@ async def test_hostile_titles_models_and_queries_in_the_palette(make_app, dirs, 
     sequence, then `/set … max_new_tokens=20`) was read as markup by Textual and a
     MarkupError ended the app. A title from a file went the same way: a conversation
     titled ``[x=1=2]…`` could never be found (its search raised). Every hit is plain
-    text now."""
+    text now. A pasted escape sequence was drawn raw by Textual's inputs (the prompt
+    and the palette's query): it is kept in the prompt as pasted, drawn harmless."""
     from textual.command import CommandPalette
 
     store = dirs.store()
@@ -85,6 +86,12 @@ async def test_hostile_titles_models_and_queries_in_the_palette(make_app, dirs, 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ui.ready(pilot)
+        hostile = "x\x1b[2J\x1b]52;c;cHduZWQ=\x07y"  # clear the screen, set the clipboard
+        await ui.paste(pilot, hostile)  # into the prompt: kept as pasted, drawn harmless
+        prompt = app.main_screen.active_pane.prompt
+        assert prompt.text == hostile
+        assert_clean(app)
+        prompt.clear()
         await pilot.press("ctrl+p")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
         await ui.paste(pilot, "conversation open me")
@@ -92,10 +99,11 @@ async def test_hostile_titles_models_and_queries_in_the_palette(make_app, dirs, 
         assert "[b x=20 [link=https://example.com]m[/link]" in drawn(app)  # its help line
         assert_clean(app)
         await pilot.press(*["backspace"] * len("conversation open me"))
-        await ui.paste(pilot, "[31mred [b /set temperature=0.7 max_new_tokens=20")
-        typed = "Load model: [31mred [b /set temperature=0.7 max_new_tokens=20"
+        await ui.paste(pilot, "\x1b[31mred [b /set temperature=0.7 max_new_tokens=20")
+        typed = "Load model: ␛[31mred [b /set temperature=0.7 max_new_tokens=20"
         await ui.wait_until(pilot, lambda: typed in drawn(app), "the typed query's hit")
         assert app.is_running
+        assert_clean(app)
 
 
 HOSTILE_FILES = {

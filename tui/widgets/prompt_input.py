@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.segment import Segment
 from textual import events
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import TextArea
+
+from .. import safe_text
 
 
 class PromptInput(TextArea):
@@ -29,6 +33,21 @@ class PromptInput(TextArea):
         self.prompt_history: list[str] = list(history or [])
         self._recall: int | None = None
         self._draft = ""
+
+    def render_line(self, y: int) -> Strip:
+        """A pasted escape sequence stays in the text (it is sent as pasted) but is drawn
+        as placeholders: Textual's TextArea drew a raw ESC, which the terminal obeys."""
+        strip = super().render_line(y)
+        segments = list(strip)
+        shown = [safe_text.visible(segment.text) for segment in segments]
+        if all(a == b.text for a, b in zip(shown, segments, strict=True)):
+            return strip
+        return Strip(
+            [
+                Segment(text, seg.style, seg.control)
+                for text, seg in zip(shown, segments, strict=True)
+            ]
+        ).crop(0, strip.cell_length)
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
