@@ -47,13 +47,16 @@ def _longest(conv: Conversation) -> tuple[ChatMessage, str, int] | None:
     return best
 
 
-def fit(conv: Conversation, limit: int, encode: Callable[[Conversation], bytes]) -> list[Cut]:
-    """Cut the longest texts of ``conv`` (in place) until ``encode(conv)`` is at most
-    ``limit`` bytes; the cuts made. If it cannot fit (no text left above
-    :data:`KEEP_CHARS`), it is left as far as it got and the caller refuses to write."""
+def fit(
+    conv: Conversation, limit: int, encode: Callable[[Conversation], bytes], data: bytes
+) -> tuple[list[Cut], bytes]:
+    """Cut the longest texts of ``conv`` (in place) until its encoding is at most
+    ``limit`` bytes; ``data`` is its encoding now. The cuts made and the encoding after
+    them. If it cannot fit (no text left above :data:`KEEP_CHARS`), it is left as far
+    as it got and the caller refuses to write."""
     cuts: list[Cut] = []
     for _ in range(MAX_ROUNDS):
-        over = len(encode(conv)) - limit
+        over = len(data) - limit
         if over <= 0:
             break
         found = _longest(conv)
@@ -66,7 +69,8 @@ def fit(conv: Conversation, limit: int, encode: Callable[[Conversation], bytes])
         text = getattr(message, part)
         setattr(message, part, text[:keep] + marker(size - keep, limit))
         cuts.append(Cut(message.id, part, size - keep))
-    return cuts
+        data = encode(conv)
+    return cuts, data
 
 
 def describe(cuts: list[Cut], limit: int = MAX_FILE_BYTES) -> str:

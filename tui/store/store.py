@@ -150,6 +150,10 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 _REVISION = re.compile(rb"^revision = (\d{1,19})$", re.MULTILINE)
 
 
+def _encode(conv: Conversation) -> bytes:
+    return codec.dumps(conv).encode("utf-8")
+
+
 def _header_revision(path: Path) -> int | None:
     """The ``revision`` near the top of a file we wrote (cheap: no full parse)."""
     try:
@@ -430,11 +434,10 @@ class SessionStore:
         # read accepts (a hand-made 2**63 - 1), and it stays there
         conv.revision = min(conv.revision + 1, schema.INT64[1] - 1)
         try:
-            data = codec.dumps(conv).encode("utf-8")
+            data = _encode(conv)
             conv.last_cuts = []
             if len(data) > MAX_FILE_BYTES:  # cut the longest texts, marked, to fit
-                conv.last_cuts = fit(conv, MAX_FILE_BYTES, lambda c: codec.dumps(c).encode("utf-8"))
-                data = codec.dumps(conv).encode("utf-8")
+                conv.last_cuts, data = fit(conv, MAX_FILE_BYTES, _encode, data)
             if len(data) > MAX_FILE_BYTES:
                 raise StoreError(
                     f"{_quoted(conv.title)} is too large to save "
