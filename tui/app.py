@@ -188,7 +188,7 @@ class ChatApp(App):
     # -- keys typed before the window is ready (see tui.early_input) -----------------------
     async def on_event(self, event: events.Event) -> None:
         ready = self._main is not None and self._main.ready
-        if ready and isinstance(event, events.Paste) and not safe_text.is_prompt(self.focused):
+        if ready and isinstance(event, events.Paste) and not hasattr(self.focused, "keeps_paste"):
             event.text = safe_text.visible(event.text)  # Textual's Input draws a raw ESC
         if not self._early_input.keep(event, ready=ready):
             await super().on_event(event)

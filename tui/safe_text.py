@@ -95,12 +95,6 @@ def visible(text: str) -> str:
 DRAWN_CHARS = 50_000
 
 
-def is_prompt(widget: object) -> bool:
-    """The chat prompt draws pasted controls as placeholders itself (and sends them as
-    pasted); Textual's other inputs draw them raw, so a paste into them is cleaned."""
-    return type(widget).__name__ == "PromptInput"
-
-
 def more_line(chars: int | None) -> str:
     """What stands for the part of a text a window does not draw."""
     what = f"{chars:,} more characters" if chars else "the rest"

@@ -23,6 +23,10 @@ class PromptInput(TextArea):
     }
     """
 
+    # A paste is kept as pasted (sent and stored so) and its controls drawn as
+    # placeholders (render_line); the app cleans a paste into any other input.
+    keeps_paste = True
+
     @dataclass
     class Submitted(Message):
         input: PromptInput
