@@ -134,7 +134,7 @@ class ChatPane(PaneCommands, MessageKeys, Vertical):
         self.unsaved = False  # the last save failed: the next one retries
         self.unsaved_reason = ""
         self.cannot_merge = False  # the file was deleted or became unreadable elsewhere
-        self._show_merge = False  # another writer's messages arrived while streaming
+        self._redraw_saved = False  # a save changed the messages (a merge, cuts)
         self.outside_context = 0  # oldest messages the model did not see last turn
         self.side_task: str | None = None  # "comparing" / "replaying" while one runs
         self.side_status = ""
@@ -226,21 +226,24 @@ class ChatPane(PaneCommands, MessageKeys, Vertical):
             self.conversation.last_merge = None
             self.notify(report.describe(), title="Merged", timeout=8)
             if report.merged:
-                self._show_merge = True
-                self.call_later(self.show_merged)
+                self._redraw_when_idle()
         return True
 
     def _said_cuts(self, cuts: list) -> None:
         """The save cut long texts to fit the file: say so, show what the file holds."""
         self.conversation.last_cuts = []
         self.notify(describe_cuts(cuts), title="Saved, with cuts", severity="warning", timeout=20)
-        self._show_merge = True
-        self.call_later(self.show_merged)
+        self._redraw_when_idle()
 
-    async def show_merged(self) -> None:
-        """Re-render to show the other side's branch, once no reply is streaming."""
-        if self._show_merge and not self.generating:
-            self._show_merge = False
+    def _redraw_when_idle(self) -> None:
+        self._redraw_saved = True
+        self.call_later(self.show_saved)
+
+    async def show_saved(self) -> None:
+        """Re-render to show what a save changed (the other side's branch, texts cut to
+        fit the file), once no reply is streaming."""
+        if self._redraw_saved and not self.generating:
+            self._redraw_saved = False
             await self.rebuild()
 
     def _mark_unsaved(self, reason: str, cannot_merge: bool = False, quiet: bool = False) -> None:
@@ -390,7 +393,7 @@ class ChatPane(PaneCommands, MessageKeys, Vertical):
         if errors and not (stats is not None and stats.error):
             self.notify(errors[0], title="An alternative failed", severity="error", timeout=10)
         self.save()
-        await self.show_merged()
+        await self.show_saved()
         self.post_message(self.ReplyFinished(self))
         for notice in notices or []:
             if notice not in shown:
