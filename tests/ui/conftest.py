@@ -433,12 +433,25 @@ class UI:
         await pilot.press("enter")
         await cls.settle(pilot)
 
+    @staticmethod
+    def palette_highlighted(app: ChatApp) -> str:
+        """The command palette's highlighted hit ('' when no palette or none yet)."""
+        from textual.command import CommandList, CommandPalette
+
+        screen = app.screen
+        if not isinstance(screen, CommandPalette):
+            return ""
+        lists = list(screen.query(CommandList))
+        if not lists or lists[0].highlighted is None:
+            return ""
+        return str(lists[0].get_option_at_index(lists[0].highlighted).prompt)
+
     @classmethod
     async def choose_theme(cls, pilot: Pilot, query: str, name: str) -> None:
         """ctrl+p, "Change theme", type ``query``, pick ``name``: each key waits for the
         palette that is to receive it (the theme list is a second palette, pushed as the
         first one closes; text pasted in between would land in the closing one)."""
-        from textual.command import CommandInput, CommandList, CommandPalette
+        from textual.command import CommandInput, CommandPalette
 
         app = pilot.app
 
@@ -452,13 +465,7 @@ class UI:
             return inputs[0]
 
         def highlighted() -> str:
-            screen = app.screen
-            if not isinstance(screen, CommandPalette):
-                return ""
-            lists = list(screen.query(CommandList))
-            if not lists or lists[0].highlighted is None:
-                return ""
-            return str(lists[0].get_option_at_index(lists[0].highlighted).prompt)
+            return cls.palette_highlighted(app)
 
         # Enter picks the highlighted hit, and hits arrive (and reorder) as providers
         # answer: wait for the wanted one to be highlighted before each Enter.

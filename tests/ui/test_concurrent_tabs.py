@@ -119,7 +119,7 @@ async def test_regenerate_3_makes_three_versions_at_once(make_app, engine, ui) -
 
 
 async def test_regenerate_3_is_in_the_palette(make_app, engine, ui) -> None:
-    from textual.command import CommandList, CommandPalette
+    from textual.command import CommandPalette
 
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
@@ -127,19 +127,12 @@ async def test_regenerate_3_is_in_the_palette(make_app, engine, ui) -> None:
         await ui.send(pilot, "hello")
         engine.calls.clear()
 
-        def highlighted() -> str:
-            screen = app.screen
-            if not isinstance(screen, CommandPalette):
-                return ""
-            lists = list(screen.query(CommandList))
-            if not lists or lists[0].highlighted is None:
-                return ""
-            return str(lists[0].get_option_at_index(lists[0].highlighted).prompt)
-
         await pilot.press("ctrl+p")
         await ui.wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
         await pilot.press(*"regenerate 3")
-        await ui.wait_until(pilot, lambda: "/regenerate 3" in highlighted(), "the entry")
+        await ui.wait_until(
+            pilot, lambda: "/regenerate 3" in ui.palette_highlighted(app), "the entry"
+        )
         await pilot.press("enter")
         await ui.wait_until(pilot, lambda: len(engine.calls) == 3, "three replies")
         await ui.settle(pilot)
