@@ -23,7 +23,9 @@ measurement that decided against it on this CPU (see the README).
 ``--quantization 4bit`` (or ``8bit``) loads the model through bitsandbytes instead,
 to see whether such a model gains from batching here.
 
-The machine is shared: the load average is printed before and after; rerun when it
+Everything that runs torch runs in a thread that ends with it, as in the app: a live
+thread that once ran torch keeps an OpenMP team that slows every other thread's
+products (:mod:`tui.engine.threads`). The machine is shared: the load average is printed before and after; rerun when it
 was high. Run: ``.venv/bin/python bench/parallel.py [--library] [--quantization Q]``. The last line is
 ``summary aggregate2=X aggregate4=Y second_ttft_ratio=Z agree=A/N``: the speed-ups of
 2 and 4 tabs over one at a time (the lower of the two histories), the second tab's
@@ -55,6 +57,19 @@ FILLER = (
     "The history of the {topic} is long and varied, with people, work and small events "
     "that shaped it over many years, told and retold by those who lived nearby. "
 )
+
+
+def job(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a thread that ends with it, as the app runs its workers (see
+    :mod:`tui.engine.threads`): the main thread never keeps a torch thread team that would
+    slow the batch's thread."""
+    from tui.engine.threads import ThreadPerJob
+
+    pool = ThreadPerJob("bench")
+    try:
+        return pool.submit(fn, *args).result()
+    finally:
+        pool.shutdown()
 
 
 def cpu_name() -> str:
@@ -154,8 +169,7 @@ def at_once(engine: Any, requests: list[Any]) -> tuple[float, list[Any]]:
 
 def one_at_a_time(engine: Any, requests: list[Any]) -> tuple[float, list[Any]]:
     """The requests answered one after another by ``model.generate``, each in a thread
-    of its own as a tab's worker ran it. (Not in the main thread: on a busy machine
-    torch's thread team there ran several times slower than in a worker thread.)"""
+    of its own that ends with it, as a tab's worker runs it."""
     from tui.engine import generation
 
     results: list[Any] = []
@@ -266,7 +280,7 @@ def main() -> None:
     quantization = "none"
     if "--quantization" in sys.argv:
         quantization = sys.argv[sys.argv.index("--quantization") + 1]
-    loaded = engine.load(ModelSpec(quantization=quantization))
+    loaded = job(engine.load, ModelSpec(quantization=quantization))
     greedy = GenerationSettings()
     greedy.update([f"max_new_tokens={NEW_TOKENS}", f"min_new_tokens={NEW_TOKENS}"])
     greedy.update(["do_sample=false"])
@@ -288,7 +302,7 @@ def main() -> None:
     agree, compared, notes = 0, 0, []
     rows = []
     for target in HISTORIES:
-        requests, saved = conversations(engine, target, short, greedy)
+        requests, saved = job(conversations, engine, target, short, greedy)
         tokens = engine.count_tokens(list(requests[0].messages))
         for count in COUNTS:
             chosen = requests[:count]
@@ -298,7 +312,7 @@ def main() -> None:
             for repeat in range(REPEATS):
                 order = (one_at_a_time, at_once) if repeat % 2 == 0 else (at_once, one_at_a_time)
                 for way in order:
-                    restore(engine, saved)
+                    job(restore, engine, saved)
                     seconds, results = way(engine, chosen)
                     made = sum(r.stats.new_tokens for r in results)
                     assert made == NEW_TOKENS * count, made
@@ -317,7 +331,7 @@ def main() -> None:
                 if one.token_ids == other.token_ids:
                     agree += 1
                 else:
-                    why = divergence(engine, request, one.token_ids, other.token_ids)
+                    why = job(divergence, engine, request, one.token_ids, other.token_ids)
                     notes.append(f"{count} at once, ~{tokens} tokens: {why}")
 
         for key in saved:
@@ -327,8 +341,8 @@ def main() -> None:
 
     lib = None
     if "--library" in sys.argv:
-        lib = library(
-            engine, [ChatRequest(history(engine, 50, t), settings=greedy) for t in TOPICS]
+        lib = job(
+            library, engine, [ChatRequest(history(engine, 50, t), settings=greedy) for t in TOPICS]
         )
 
     print()

@@ -29,6 +29,7 @@ from .config import AppConfig, ConfigError
 from .early_input import EarlyInput
 from .engine.controller import ModelController
 from .engine.spec import ModelSpec
+from .engine.threads import ThreadPerJob
 from .screens.start import StartScreen
 from .state import AppState
 from .store import SessionStore
@@ -154,7 +155,7 @@ class ChatApp(App):
             self.notify(warning, severity="warning", timeout=10)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        self._install_signal_handlers()
+        self._install_loop_handlers()
         self.call_after_refresh(self._open_main)  # once the first frame is out
 
     def watch_theme(self, theme: str) -> None:
@@ -238,12 +239,8 @@ class ChatApp(App):
     @on(Worker.StateChanged)
     def worker_failed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            self.notify(
-                f"{event.worker.name or 'task'} failed: {event.worker.error}",
-                title="Error",
-                severity="error",
-                timeout=15,
-            )
+            name, error = event.worker.name or "task", event.worker.error
+            self.notify(f"{name} failed: {error}", title="Error", severity="error", timeout=15)
 
     def _handle_exception(self, error: Exception) -> None:
         """An error nothing handled: save every conversation and log it (see tui.crash)."""
@@ -262,9 +259,10 @@ class ChatApp(App):
                 self.error_console.print(crash.sentence(self.crash_log), markup=False)
         super()._print_error_renderables()
 
-    def _install_signal_handlers(self) -> None:
+    def _install_loop_handlers(self) -> None:
+        loop = asyncio.get_running_loop()  # workers' threads end with them (engine.threads)
+        loop.set_default_executor(ThreadPerJob("worker"))
         try:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 loop.add_signal_handler(sig, self.save_and_exit, sig)
         except (NotImplementedError, RuntimeError, ValueError):

@@ -126,11 +126,13 @@ class FakeEngine(ChatEngine):
         self.loads: list[ModelSpec] = []
         self.forgotten: list[str] = []
         self.cache: dict[str, int] = {}
+        self.threads: list[threading.Thread] = []  # where each load and chat ran
         self._lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------
     def load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None = None):
         self.loads.append(spec)
+        self.threads.append(threading.current_thread())
         report = progress or (lambda fraction, stage: None)
         report(0.1, "resolving")
         report(0.5, "reading weights")
@@ -167,6 +169,7 @@ class FakeEngine(ChatEngine):
         messages, system_prompt = request.messages, request.system_prompt
         conversation_id, settings = request.conversation_id, request.settings
         with self._lock:
+            self.threads.append(threading.current_thread())
             self.calls.append(
                 ChatCall(
                     [dict(m) for m in messages],

@@ -72,6 +72,26 @@ async def test_two_tabs_stream_at_once_and_esc_stops_only_its_own(make_app, engi
         )
 
 
+async def test_each_reply_runs_in_a_thread_that_ends_with_it(make_app, engine, ui):
+    """A live thread that once ran torch keeps an OpenMP team, which slows the batch's
+    products by half (tui.engine.threads): so the app's workers must not run on threads
+    that outlive them, as the event loop's default executor's do."""
+    import threading
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await _two_tabs_streaming(app, pilot, ui, engine)
+        engine.release.set()
+        await ui.wait_until(
+            pilot, lambda: not any(p.generating for p in app.main_screen.panes()), "replies"
+        )
+        assert len(set(engine.threads)) == 2  # the two replies
+        assert threading.main_thread() not in engine.threads
+        await ui.wait_until(
+            pilot, lambda: not any(t.is_alive() for t in engine.threads), "their threads to end"
+        )
+
+
 async def test_a_reply_that_waits_says_for_what(make_app, engine, ui) -> None:
     engine.waiting_for = "a comparison to finish"
     app = make_app()

@@ -1,0 +1,69 @@
+"""ThreadPerJob: each job in a thread of its own that ends with it, so a torch thread
+team made by a job does not outlive it (see tui.engine.threads)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from tui.engine.threads import ThreadPerJob
+
+
+def _native_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_each_job_has_its_own_thread_which_ends_with_it() -> None:
+    pool = ThreadPerJob("test")
+    first = pool.submit(threading.current_thread).result()
+    second = pool.submit(threading.current_thread).result()
+    assert first is not second and threading.main_thread() not in (first, second)
+    assert not first.daemon  # as ThreadPoolExecutor's: the interpreter waits for a job
+    _wait_for(lambda: not first.is_alive() and not second.is_alive(), "the jobs' threads")
+    assert pool.running() == 0
+
+
+def test_results_and_errors_come_back_and_shutdown_waits() -> None:
+    pool = ThreadPerJob("test")
+    assert pool.submit(lambda a, b=0: a + b, 2, b=3).result() == 5
+    with pytest.raises(KeyError):
+        pool.submit({}.__getitem__, "missing").result()
+    release = threading.Event()
+    slow = pool.submit(release.wait)
+    assert pool.running() == 1
+    threading.Timer(0.2, release.set).start()
+    pool.shutdown(wait=True)
+    assert slow.done() and slow.result() is True
+    with pytest.raises(RuntimeError):
+        pool.submit(print)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_a_torch_thread_team_made_in_a_job_ends_with_it() -> None:
+    """The point of the class: torch's OpenMP helpers made by a job's products are gone
+    once the job ends (a kept team slows other threads' products, see the module)."""
+    torch = pytest.importorskip("torch")
+    if torch.get_num_threads() < 2:
+        pytest.skip("one torch thread: no team to make")
+    weights = torch.randn(1024, 1024)
+    before = _native_threads()
+
+    def products() -> int:
+        for _ in range(3):
+            weights @ weights
+        return _native_threads()
+
+    pool = ThreadPerJob("test")
+    during = pool.submit(products).result()
+    assert during > before + 1  # the job's thread and its team's helper(s)
+    _wait_for(lambda: _native_threads() <= before, "the job's thread and its team to end")
