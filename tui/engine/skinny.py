@@ -3,7 +3,7 @@
 A decode step of the batch multiplies every weight matrix by one token per row: two to
 eight rows. On the 2-core CPU this was measured on (MKL through torch 2.13), the
 ``F.linear`` (``x @ Wᵀ``) of a few rows costs two to three times the single row's, so a
-step of two rows took about 1.7 times a step of one, and batching gained little. The
+step of two rows took about 1.6 times a step of one, and batching gained little. The
 same product computed as ``(W @ xᵀ)ᵀ`` takes MKL's other path, and a step of two or
 four rows then costs about what one row's does (the weights are read once either way).
 The two differ only in the order the sums are taken (logits agree to ~1e-5).
