@@ -141,7 +141,9 @@ async def test_ctrl_c_on_the_server_keeps_the_reply_being_written(serve, tiny_ll
         (app,) = served.apps()
         await tab.type("Tell me a long story\r")
         await tab.shows("generating…")
-        # the reply has begun: the status line counts its tokens into the context
+        # the reply has begun: once the turn has started the status line counts the
+        # prompt (before, it shows 0 in a new conversation), then the reply's tokens
+        await async_wait_for(lambda: _context_used(tab.screen.text) > 0, "the prompt counted")
         first = _context_used(tab.screen.text)
         await async_wait_for(
             lambda: _context_used(tab.screen.text) > first + 8, "the reply to stream"
