@@ -33,10 +33,11 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/chat-tui $(ARGS)
 
-# Two workers for most of the suite, then the tests that hold a promise about time,
-# alone (see TIMING in tests/conftest.py); each part lists its slowest tests.
+# Three workers for most of the suite (with two, the 2 cores were 83% busy: the UI
+# tests wait on their app; three ran the UI tests 10% faster), then the tests that hold a promise about
+# time, alone (see TIMING in tests/conftest.py); each part lists its slowest tests.
 test: install-test
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not timing" --durations=15 -p no:cacheprovider
+	$(BIN)/python -m pytest -n 3 --dist loadgroup -m "not timing" --durations=15 -p no:cacheprovider
 	$(BIN)/python -m pytest -m timing --durations=10 -p no:cacheprovider
 
 lint: install-test

@@ -85,7 +85,7 @@ TIMING = (
     "tests/unit/test_libs.py::test_heavy_imports_race_on_a_busy_machine",  # burns both cores
 )
 """Tests that hold a promise about time. ``make test`` runs them alone, after the rest
-has run on two workers, so a busy neighbour cannot make a promise look broken."""
+has run on three workers, so a busy neighbour cannot make a promise look broken."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook runs first otherwise)
