@@ -34,8 +34,9 @@ run: install
 	$(BIN)/chat-tui $(ARGS)
 
 # Three workers for most of the suite (with two, the 2 cores were 83% busy: the UI
-# tests wait on their app; three ran the UI tests 10% faster), then the tests that hold a promise about
-# time, alone (see TIMING in tests/conftest.py); each part lists its slowest tests.
+# tests wait on their app; three ran the UI tests 10% faster), then the tests that
+# hold a promise about time, alone (see TIMING in tests/conftest.py); each part lists
+# its slowest tests.
 test: install-test
 	$(BIN)/python -m pytest -n 3 --dist loadgroup -m "not timing" --durations=15 -p no:cacheprovider
 	$(BIN)/python -m pytest -m timing --durations=10 -p no:cacheprovider
