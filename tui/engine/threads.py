@@ -7,7 +7,7 @@ spin and puts them to sleep after every parallel region, and waking them costs m
 than a small product takes. On the 2-core AMD EPYC this was measured on, a decode step
 of two batched rows took 108 ms in a thread started after another thread had loaded the
 model and stayed alive, against 65 ms with no such thread (four rows: 151 against 87 ms;
-``bench/parallel.py``'s "2 at once" went from 1.16x to 1.7x one at a time).
+``bench/parallel.py``'s "2 at once" went from 1.16x to 1.8x one at a time).
 
 Textual runs a ``@work(thread=True)`` worker on the event loop's default executor,
 whose threads live as long as the app. The worker that loaded the model (or probed the
