@@ -1,4 +1,5 @@
-"""The command line run in this process, as every CLI test calls it.
+"""What tests share outside fixtures: the command line run in this process, as every CLI
+test calls it, and a wait for a condition in a test's own thread.
 
 A subprocess pays ``import torch, transformers`` (about 5 s here) on every call; in
 this process they are imported once. Tests whose subject is the process boundary
@@ -11,7 +12,8 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 
@@ -59,3 +61,18 @@ def run_cli(*args: str, stdin: str = "", env: Mapping[str, str] | None = None) -
     finally:
         sys.stdin = saved_stdin
     return CliRun(code, out.getvalue(), err.getvalue())
+
+
+WAIT_LIMIT = 30.0
+"""Seconds :func:`wait_until` waits for a condition at most."""
+
+
+def wait_until(condition: Callable[[], object], what: str, limit: float = WAIT_LIMIT) -> None:
+    """Return once ``condition()`` holds (checked every 10 ms); fail with ``what`` after
+    ``limit`` seconds. Never a fixed pause: a busy machine only makes it wait longer."""
+    pause = threading.Event()
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import wait_until
 from tui.engine import ChatRequest, LocalEngine, ModelSpec
 from tui.engine.generation import GenerationResult
 
@@ -37,15 +38,6 @@ def engine(tiny_llama_dir) -> LocalEngine:
     engine = LocalEngine()
     engine.load(ModelSpec(source=str(tiny_llama_dir), dtype="fp32"))
     return engine
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    done = threading.Event()
-    for _ in range(int(LIMIT / 0.01)):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Chat(threading.Thread):

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
+from tests.support import wait_until
 from tui.engine.threads import ThreadPerJob
 
 
 def _native_threads() -> int:
     return len(os.listdir("/proc/self/task"))
-
-
-def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_each_job_has_its_own_thread_which_ends_with_it() -> None:
@@ -29,7 +22,7 @@ def test_each_job_has_its_own_thread_which_ends_with_it() -> None:
     second = pool.submit(threading.current_thread).result()
     assert first is not second and threading.main_thread() not in (first, second)
     assert not first.daemon  # as ThreadPoolExecutor's: the interpreter waits for a job
-    _wait_for(lambda: not first.is_alive() and not second.is_alive(), "the jobs' threads")
+    wait_until(lambda: not first.is_alive() and not second.is_alive(), "the jobs' threads")
     assert pool.running() == 0
 
 
@@ -66,4 +59,4 @@ def test_a_torch_thread_team_made_in_a_job_ends_with_it() -> None:
     pool = ThreadPerJob("test")
     during = pool.submit(products).result()
     assert during > before + 1  # the job's thread and its team's helper(s)
-    _wait_for(lambda: _native_threads() <= before, "the job's thread and its team to end")
+    wait_until(lambda: _native_threads() <= before, "the job's thread and its team to end")
