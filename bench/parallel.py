@@ -25,8 +25,8 @@ to see whether such a model gains from batching here.
 
 Everything that runs torch runs in a thread that ends with it, as in the app: a live
 thread that once ran torch keeps an OpenMP team that slows every other thread's
-products (:mod:`tui.engine.threads`). The machine is shared: the load average is printed before and after; rerun when it
-was high. Run: ``.venv/bin/python bench/parallel.py [--library] [--quantization Q]``. The last line is
+products (:mod:`tui.engine.threads`). The machine is shared: the load average is
+printed before and after; rerun when it was high. Run: ``.venv/bin/python bench/parallel.py [--library] [--quantization Q]``. The last line is
 ``summary aggregate2=X aggregate4=Y second_ttft_ratio=Z agree=A/N``: the speed-ups of
 2 and 4 tabs over one at a time (the lower of the two histories), the second tab's
 TTFT ratio (the higher of the two), and the replies that matched.

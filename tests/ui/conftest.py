@@ -126,13 +126,12 @@ class FakeEngine(ChatEngine):
         self.loads: list[ModelSpec] = []
         self.forgotten: list[str] = []
         self.cache: dict[str, int] = {}
-        self.threads: list[threading.Thread] = []  # where each load and chat ran
+        self.threads: list[threading.Thread] = []  # where each chat ran
         self._lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------
     def load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None = None):
         self.loads.append(spec)
-        self.threads.append(threading.current_thread())
         report = progress or (lambda fraction, stage: None)
         report(0.1, "resolving")
         report(0.5, "reading weights")
