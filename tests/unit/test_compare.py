@@ -309,9 +309,19 @@ def test_one_shot_compare_prints_each_reply_then_one_table(tiny_llama_dir, tmp_p
         (["--compare", "@bf16"], "--compare goes with --prompt"),
         (["--prompt", "hi", "--compare", "@int3"], "Unknown precision @int3"),
         (["--prompt", "hi", "--compare", "@bf16", "--endpoint", "http://x"], "--endpoint"),
+        # models that cannot exist are refused before the reference is loaded
+        (["--prompt", "hi", "--compare", "./no-such-model@bf16"], "No such folder or file"),
+        (["--prompt", "hi", "--compare", "a/b/" + "z" * 300], "No such folder or file"),
+        (["--prompt", "hi", "--compare", "not a hub id!"], "not a folder, a .gguf file"),
     ],
 )
-def test_one_shot_compare_mistakes(args, says, tmp_path) -> None:
+def test_one_shot_compare_mistakes(args, says, tmp_path, monkeypatch) -> None:
+    from tui.engine import LocalEngine
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(LocalEngine, "load", no_load)
     code, out, err = run_cli("--data-dir", str(tmp_path), *args)
     assert code == 2 and out == ""
     assert says in err

@@ -49,10 +49,13 @@ def _main(argv: Sequence[str] | None) -> int:
         if ns.compare and ns.endpoint:
             raise UsageError("--compare runs models on this machine; it cannot use --endpoint.")
         if ns.compare:
-            from ..engine.spec import parse_compare_spec
+            from ..engine.loader import check_source
+            from ..engine.spec import ModelSpec, parse_compare_spec
 
             for text in ns.compare:
-                parse_compare_spec(text)
+                source = parse_compare_spec(text).source
+                if source is not None:  # refused now, not after the reference loads
+                    check_source(ModelSpec(source=source))
     except (UsageError, EngineError) as exc:
         parser.print_usage(sys.stderr)
         error(str(exc))

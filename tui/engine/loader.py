@@ -126,6 +126,28 @@ def check_local_source(spec: ModelSpec) -> None:
         raise MissingFilesError(f"No such folder or file: {source}.")
 
 
+def check_source(spec: ModelSpec) -> None:
+    """:func:`check_local_source`, and for a Hub id its syntax: raise at once, before
+    anything is loaded, for a source that cannot name a model (``--compare`` checks its
+    models so, before the reference is loaded)."""
+    check_local_source(spec)
+    if spec.is_default or _looks_like_path(spec.source) or path_exists(spec.source):
+        return
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(spec.source)
+    except HFValidationError:
+        raise _not_a_model(spec.source) from None
+
+
+def _not_a_model(source: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"{source!r} is not a folder, a .gguf file or a valid Hugging Face Hub id."
+    )
+
+
 def on_this_machine(spec: ModelSpec) -> bool:
     """Whether ``spec`` loads without a download: the bundled model, a file or folder,
     or a Hub id whose snapshot is in the local cache. Nothing is asked of the network."""
@@ -194,9 +216,7 @@ def _resolve_hub(spec: ModelSpec, report: Progress, allow_download: bool = True)
         )
         return ResolvedSource(Path(folder), hub_id=repo, revision=spec.revision)
     except HFValidationError:
-        raise ModelNotFoundError(
-            f"{repo!r} is not a folder, a .gguf file or a valid Hugging Face Hub id."
-        ) from None
+        raise _not_a_model(repo) from None
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass
     if not allow_download:
