@@ -107,30 +107,22 @@ def test_a_closed_pipe_stops_quietly_and_keeps_the_reply(test_env, tiny_llama_di
     assert the_reply(tmp_path)[-1].stop_reason == "interrupted"
 
 
-def cli(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr.decode()
+def one_line_error(done) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
     assert lines[0].startswith("chat-tui: ") and "Traceback" not in lines[0]
     return lines[0]
 
 
+# The disk faults below are about files, not the process: the command line runs in
+# this process (the ``cli`` fixture), as the other CLI tests do.
 def test_a_data_dir_that_is_a_file_prints_the_reply_then_one_sentence(
-    test_env, tiny_llama_dir, tmp_path
+    cli, tiny_llama_dir, tmp_path
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file")
     done = cli(
-        test_env, "--model", str(tiny_llama_dir), "--data-dir", str(blocker),
+        "--model", str(tiny_llama_dir), "--data-dir", str(blocker),
         "--prompt", "hello", "do_sample=false", "max_new_tokens=5",
     )  # fmt: skip
     assert done.returncode == 1
@@ -141,7 +133,7 @@ def test_a_data_dir_that_is_a_file_prints_the_reply_then_one_sentence(
 
 
 def test_an_unreadable_session_is_reported_and_nothing_is_created(
-    test_env, tiny_llama_dir, tmp_path
+    cli, tiny_llama_dir, tmp_path
 ) -> None:
     store = SessionStore(tmp_path)
     conv = store.new(name="notes")
@@ -151,10 +143,10 @@ def test_an_unreadable_session_is_reported_and_nothing_is_created(
     path.write_bytes(b"this is = not [ toml")
     before = sorted(p.name for p in store.folder.iterdir())
     done = cli(
-        test_env, "--model", str(tiny_llama_dir), "--data-dir", str(tmp_path),
+        "--model", str(tiny_llama_dir), "--data-dir", str(tmp_path),
         "--session", "notes", "--prompt", "hello", "max_new_tokens=3",
     )  # fmt: skip
-    assert done.returncode == 1 and done.stdout == b""
+    assert done.returncode == 1 and done.stdout == ""
     assert path.name in one_line_error(done)
     assert sorted(p.name for p in store.folder.iterdir()) == before
     assert path.read_bytes() == b"this is = not [ toml"
@@ -169,20 +161,20 @@ def test_arguments_that_are_not_utf8_get_one_sentence(test_env, tmp_path, where)
         args[-1] = os.fsdecode(b"bad \xff")
     done = subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
-        cwd=ROOT, env=test_env, capture_output=True, timeout=60,
+        cwd=ROOT, env=test_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
     assert "not valid UTF-8" in one_line_error(done)
 
 
-def test_an_existing_data_dir_keeps_its_mode(test_env, tiny_llama_dir, tmp_path) -> None:
+def test_an_existing_data_dir_keeps_its_mode(cli, tiny_llama_dir, tmp_path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
     done = cli(
-        test_env, "--model", str(tiny_llama_dir), "--data-dir", str(shared),
+        "--model", str(tiny_llama_dir), "--data-dir", str(shared),
         "--prompt", "hi", "do_sample=false", "max_new_tokens=3",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()
+    assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
     assert stat.S_IMODE((shared / "sessions").stat().st_mode) == 0o700
