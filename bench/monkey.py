@@ -11,7 +11,7 @@ on screen must be in its conversation's file (or, if it was deleted, in the tras
 
     python bench/monkey.py [--keys 50000] [--seeds N] [--size 100x30]
 
-The suite runs a few thousand keys under fixed seeds (``tests/ui/test_monkey.py``);
+The suite runs 400 keys under each of two fixed seeds (``tests/ui/test_monkey.py``);
 this runs many with fresh seeds and prints keys per second, and for a failure the seed
 and the keys that led to it.
 """

@@ -1,8 +1,12 @@
-"""Random keys through the whole app (``bench/monkey.py``): under fixed seeds, a few
-thousand keys a person could press, in bursts, on every screen they reach. The app
-must keep running with no failed worker, every conversation file must read back, and
-every message that was on screen must be on disk at the end. ``bench/monkey.py`` runs
-many more keys with fresh seeds."""
+"""Random keys through the whole app (``bench/monkey.py``): under fixed seeds, keys a
+person could press, in bursts, on every screen they reach. The app must keep running
+with no failed worker, every conversation file must read back, and every message that
+was on screen must be on disk at the end.
+
+400 keys a seed: with 1,000, every screen, focus target and tab count the keys ever
+reached was first reached by key 160 (seed 11: the last, a text prompt, at key 140;
+seed 12: the side panel at 160), so the other 600 keys of each run added time, not
+places. ``bench/monkey.py`` runs many more keys with fresh seeds."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pytest
 from bench.monkey import describe, drive
 
 
-@pytest.mark.parametrize(("seed", "size", "keys"), [(11, (80, 24), 1000), (12, (100, 30), 1000)])
+@pytest.mark.parametrize(("seed", "size", "keys"), [(11, (80, 24), 400), (12, (100, 30), 400)])
 async def test_random_keys_never_crash_or_lose_a_word(
     make_app, engine, dirs, ui, seed, size, keys, tmp_path, monkeypatch
 ) -> None:
