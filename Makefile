@@ -11,6 +11,12 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 ARGS ?=
 
+# Python caches compiled modules (and pytest its assert-rewritten test modules) in
+# __pycache__ unless PYTHONDONTWRITEBYTECODE is set, as it is on some machines here:
+# then every test process compiled and rewrote every test module again (4 s each), and
+# every CLI subprocess compiled the package again.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test install install-test lint bench clean
 
 $(BIN)/python:
