@@ -126,12 +126,17 @@ def check_local_source(spec: ModelSpec) -> None:
         raise MissingFilesError(f"No such folder or file: {source}.")
 
 
+def _is_hub_id(spec: ModelSpec) -> bool:
+    """Whether ``spec`` names a model on the Hub: not the bundled one, nor a path."""
+    return not (spec.is_default or _looks_like_path(spec.source) or path_exists(spec.source))
+
+
 def check_source(spec: ModelSpec) -> None:
     """:func:`check_local_source`, and for a Hub id its syntax: raise at once, before
     anything is loaded, for a source that cannot name a model (``--compare`` checks its
     models so, before the reference is loaded)."""
     check_local_source(spec)
-    if spec.is_default or _looks_like_path(spec.source) or path_exists(spec.source):
+    if not _is_hub_id(spec):
         return
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -151,7 +156,7 @@ def _not_a_model(source: str) -> ModelNotFoundError:
 def on_this_machine(spec: ModelSpec) -> bool:
     """Whether ``spec`` loads without a download: the bundled model, a file or folder,
     or a Hub id whose snapshot is in the local cache. Nothing is asked of the network."""
-    if spec.is_default or _looks_like_path(spec.source) or path_exists(spec.source):
+    if not _is_hub_id(spec):
         return True
     try:
         from huggingface_hub import snapshot_download
