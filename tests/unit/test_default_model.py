@@ -96,3 +96,32 @@ def test_an_older_conversion_gets_the_settings_without_converting_again(
         default_model.ensure_converted()
     assert (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
     assert not list(default_model_dir.glob(".generation_config-*"))
+
+
+def test_a_conversion_parses_the_gguf_once_and_leaves_gguf_as_it_was(tmp_path) -> None:
+    """transformers opens the file three times in a conversion (tokenizer, config,
+    weights); inside ``_gguf_read_once`` all three get one parse, and afterwards gguf's
+    own reader and name table are back for everyone else."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.ones((4, 2), dtype="float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    with default_model._gguf_read_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first  # the same file, either spelling
+        assert first.tensors[0].name == "token_embd.weight"
+        table = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is table
+        assert table.get_name("model.layers.1.mlp.up_proj") == "blk.1.ffn_up"
+
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+    assert gguf.GGUFReader(path) is not first
