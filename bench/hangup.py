@@ -168,8 +168,10 @@ def main() -> int:
                   f"files {'ok' if trial.files_ok else 'BROKEN'} {trial.note}", flush=True)  # fmt: skip
     import platform
 
+    from tui.engine.devices import cpu_name
+
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
     print(f"{'moment':12s}{'trials':>8s}{'gone <5 s':>11s}{'median s':>10s}{'max s':>8s}"
           f"{'files ok':>10s}")  # fmt: skip

@@ -105,16 +105,9 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         result = run_kills(Path(tmp), ns.trials, random.Random(ns.seed))
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    from tui.engine.devices import cpu_name
+
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'trials':>8}{'mid-run':>10}{'broken':>8}{'seconds':>10}")
     print(f"{result.trials:8d}{result.advanced:10d}{len(result.broken):8d}"
           f"{time.monotonic() - started:10.1f}")  # fmt: skip

@@ -35,9 +35,7 @@ TTFT ratio (the higher of the two), and the replies that matched.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -70,18 +68,6 @@ def job(fn: Any, *args: Any) -> Any:
         return pool.submit(fn, *args).result()
     finally:
         pool.shutdown()
-
-
-def cpu_name() -> str:
-    """The CPU's model name, as lscpu says it."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def load() -> str:
@@ -271,7 +257,6 @@ def library(engine: Any, requests: list[Any]) -> tuple[float, float]:
 
 
 def main() -> None:
-    import torch
 
     from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 
@@ -289,8 +274,9 @@ def main() -> None:
     long = GenerationSettings()
     long.update(["max_new_tokens=2000", "min_new_tokens=2000", "do_sample=false"])
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), Python {platform.python_version()}")  # fmt: skip
+    from bench.engine import machine
+
+    print(f"machine: {machine()}")
     print(f"load before: {load_before}")
     precision = loaded.spec.precision_label if quantization != "none" else loaded.dtype
     print(f"model: {loaded.name}, {precision} on {loaded.device}; "

@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tui.engine.devices import cpu_name  # noqa: E402
 from tui.engine.remote import Endpoint, list_models, stream_chat  # noqa: E402
 from tui.engine.settings import GenerationSettings  # noqa: E402
 
@@ -261,17 +262,6 @@ def tls_context(folder: Path) -> ssl.SSLContext | None:
     return context
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10)
@@ -351,7 +341,7 @@ def main() -> None:
             )
         )
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"Python {platform.python_version()}, {args.trials} trials per phase")
     package = ROOT / "tui" / "engine" / "remote"
     files = sorted(package.glob("*.py")) or [package.with_suffix(".py")]  # or one module

@@ -1,12 +1,16 @@
-"""Session store benchmark: 1,000 conversations of 100 messages each.
+"""Session store benchmark: 1,000 conversations of 100 messages each, and one of 100,000.
 
 Measures listing (with the index, and the naive baseline that parses every file),
 opening one conversation, appending and saving one message (atomic write with fsync),
-and full-text search. Run: ``.venv/bin/python bench/store.py``.
+and full-text search; then importing, opening and exporting one 100k-message
+conversation, against a bare ``tomllib.loads`` of its file (the suite round-trips 20k
+messages; the size of a conversation is this file's to measure).
+Run: ``.venv/bin/python bench/store.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -14,14 +18,18 @@ import statistics
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tui.engine.devices import cpu_name
 from tui.store import SessionStore, codec
+from tui.store import export as exporter
 
 CONVERSATIONS = int(os.environ.get("BENCH_CONVERSATIONS", "1000"))
 MESSAGES = 100
+BIG = int(os.environ.get("BENCH_BIG_MESSAGES", "100000"))
 WORDS = [
     "river",
     "valley",
@@ -54,6 +62,33 @@ def timed(fn, repeats: int = 5) -> float:
         fn()
         runs.append((time.perf_counter() - start) * 1000)
     return statistics.median(runs)
+
+
+def one_big_conversation(tmp: str) -> list[tuple[str, float]]:
+    """Import a ``BIG``-message JSON chat, open it, export it; rows in ms."""
+    store = SessionStore(Path(tmp) / "big")
+    chat = [{"role": "system", "content": "be brief"}] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} \u00e9"}
+        for i in range(BIG)
+    ]
+    source = Path(tmp) / "big.json"
+    source.write_text(json.dumps({"messages": chat}))
+    holder: list = []
+    import_ms = timed(
+        lambda: holder.append(store.import_conversation(exporter.import_file(source))), 1
+    )
+    conv = holder[-1]
+    path = store.folder / f"{conv.id}.toml"
+    text = path.read_text(encoding="utf-8")
+    open_ms = timed(lambda: store.load(conv.id), 3)
+    parse_ms = timed(lambda: tomllib.loads(text), 3)
+    export_ms = timed(lambda: exporter.to_json(conv), 3)
+    return [
+        (f"import a {BIG:,}-message JSON chat (+ save)", import_ms),
+        (f"open it ({len(text) / 1e6:.1f} MB of TOML)", open_ms),
+        ("baseline: tomllib.loads of the same file", parse_ms),
+        ("export it as JSON", export_ms),
+    ]
 
 
 def main() -> None:
@@ -97,9 +132,10 @@ def main() -> None:
         search_ms = timed(lambda: hits.append(store.search("zanzibar needle")), repeats=3)
         miss_ms = timed(lambda: store.search("no such phrase anywhere"), repeats=3)
         assert len(hits[-1]) == len(range(0, CONVERSATIONS, 97))
+        big_rows = one_big_conversation(tmp)
 
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.system()}"
     )
     print(
@@ -117,6 +153,7 @@ def main() -> None:
         ("append one message and save (fsync)", save_ms),
         (f"search all, {len(hits[-1])} hits", search_ms),
         ("search all, no hits", miss_ms),
+        *big_rows,
     ]
     for label, value in rows:
         print(f"{label:<48}{value:>10.1f}")
