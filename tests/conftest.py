@@ -21,6 +21,17 @@ import pytest
 from tests.support import run_cli
 from tui.engine import GenerationSettings, LocalEngine, ModelSpec
 
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    # One torch thread in each of the three workers (and in what they start: the CLI,
+    # served apps). With torch's default of one per core, the three workers' OpenMP
+    # helpers outnumber the two cores; libgomp then puts every helper to sleep after each
+    # product and wakes it for the next (see tui.engine.threads), and the model tests
+    # spent a quarter of their CPU on that: tests/unit's five model-heavy files took 47 s
+    # and 86 CPU-s on three workers, 36 s and 65 CPU-s with this. libgomp reads it when
+    # torch loads, so it is set before anything imports torch. The tests that run alone
+    # (``-m timing``) keep the default, as users do.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 GC_YOUNG = 20_000
 """Allocations between collections of the youngest generation (Python's default: 700)."""
 

@@ -4,7 +4,10 @@ team made by a job does not outlive it (see tui.engine.threads)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -41,22 +44,43 @@ def test_results_and_errors_come_back_and_shutdown_waits() -> None:
         pool.submit(print)
 
 
+TEAM = """
+import os, threading
+import torch
+from tui.engine.threads import ThreadPerJob
+from tests.support import wait_until
+
+def native_threads():
+    return len(os.listdir("/proc/self/task"))
+
+assert torch.get_num_threads() >= 2, torch.get_num_threads()
+weights = torch.randn(1024, 1024)
+before = native_threads()
+
+def products():
+    for _ in range(3):
+        weights @ weights
+    return native_threads()
+
+pool = ThreadPerJob("test")
+during = pool.submit(products).result()
+assert during > before + 1, (before, during)  # the job's thread and its team's helper(s)
+wait_until(lambda: native_threads() <= before, "the job's thread and its team to end")
+"""
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
-def test_a_torch_thread_team_made_in_a_job_ends_with_it() -> None:
+def test_a_torch_thread_team_made_in_a_job_ends_with_it(test_env) -> None:
     """The point of the class: torch's OpenMP helpers made by a job's products are gone
-    once the job ends (a kept team slows other threads' products, see the module)."""
-    torch = pytest.importorskip("torch")
-    if torch.get_num_threads() < 2:
-        pytest.skip("one torch thread: no team to make")
-    weights = torch.randn(1024, 1024)
-    before = _native_threads()
+    once the job ends (a kept team slows other threads' products, see the module).
 
-    def products() -> int:
-        for _ in range(3):
-            weights @ weights
-        return _native_threads()
-
-    pool = ThreadPerJob("test")
-    during = pool.submit(products).result()
-    assert during > before + 1  # the job's thread and its team's helper(s)
-    wait_until(lambda: _native_threads() <= before, "the job's thread and its team to end")
+    In a process of its own, with torch's default threads: the suite's workers run
+    torch on one thread (tests/conftest.py), which makes no team; libgomp reads that
+    setting once, when torch loads."""
+    env = {k: v for k, v in test_env.items() if k != "OMP_NUM_THREADS"}
+    env["OMP_NUM_THREADS"] = "2"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", TEAM], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
