@@ -126,10 +126,9 @@ def stop_a_hung_test() -> Iterator[None]:
     faulthandler.cancel_dump_traceback_later()
 
 
-@pytest.fixture(scope="session")
-def default_model_dir(test_env: dict[str, str]) -> Path:
-    """The bundled SmolLM2-135M-Instruct as a safetensors folder, converted once per
-    checkout into the shared test cache (xdist workers wait for the one converting)."""
+def _convert_bundled_model() -> Path:
+    """The bundled model converted into ``CHAT_TUI_CACHE_DIR``, by this process or by
+    another one that held the lock first."""
     from filelock import FileLock
 
     from tui.engine import default_model
@@ -138,6 +137,33 @@ def default_model_dir(test_env: dict[str, str]) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache / ".convert.lock")):
         return default_model.ensure_converted()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With xdist, the controller converts the bundled model before any worker starts
+    (once per checkout; a no-op when it is there). Left to the workers, the first to
+    need it converted under load while the others that needed it waited on the lock,
+    and each of them compiled the model-loading modules of a fresh install again."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    if not os.environ.get("CHAT_TUI_CACHE_DIR"):
+        patch.setenv("CHAT_TUI_CACHE_DIR", str(SHARED_CACHE))
+    try:
+        _convert_bundled_model()
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(test_env: dict[str, str]) -> Path:
+    """The bundled SmolLM2-135M-Instruct as a safetensors folder, converted once per
+    checkout into the shared test cache (see :func:`pytest_sessionstart`)."""
+    return _convert_bundled_model()
 
 
 @pytest.fixture(scope="session")
