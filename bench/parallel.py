@@ -257,7 +257,6 @@ def library(engine: Any, requests: list[Any]) -> tuple[float, float]:
 
 
 def main() -> None:
-
     from tui.engine import ChatRequest, GenerationSettings, LocalEngine, ModelSpec
 
     load_before = load()

@@ -46,6 +46,19 @@ SYSTEM_REJECTING_TEMPLATE = (
 )
 
 
+def _offline_with_the_shared_cache() -> pytest.MonkeyPatch:
+    """Offline and quiet, converted models in the shared cache unless the caller chose
+    one; ``undo()`` the returned patch to put the environment back."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    if not os.environ.get("CHAT_TUI_CACHE_DIR"):
+        # converted models (the bundled GGUF as safetensors) are shared by every run and
+        # every xdist worker of this checkout: converted once, never twice
+        patch.setenv("CHAT_TUI_CACHE_DIR", str(SHARED_CACHE))
+    return patch
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Offline, quiet, and every chat-tui folder in a temp dir (except a cache dir the
@@ -58,14 +71,8 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
     Yields the environment for CLI subprocesses."""
     gc.set_threshold(GC_YOUNG, 20, 20)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HF_HUB_OFFLINE", "1")
-    patch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    patch = _offline_with_the_shared_cache()
     patch.setenv("TOKENIZERS_PARALLELISM", "false")
-    if not os.environ.get("CHAT_TUI_CACHE_DIR"):
-        # converted models (the bundled GGUF as safetensors) are shared by every run and
-        # every xdist worker of this checkout: converted once, never twice
-        patch.setenv("CHAT_TUI_CACHE_DIR", str(SHARED_CACHE))
     patch.setenv("CHAT_TUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     patch.setenv("CHAT_TUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
     patch.setenv("CHAT_TUI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
@@ -148,11 +155,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         return
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HF_HUB_OFFLINE", "1")
-    patch.setenv("TRANSFORMERS_VERBOSITY", "error")
-    if not os.environ.get("CHAT_TUI_CACHE_DIR"):
-        patch.setenv("CHAT_TUI_CACHE_DIR", str(SHARED_CACHE))
+    patch = _offline_with_the_shared_cache()
     try:
         _convert_bundled_model()
     finally:

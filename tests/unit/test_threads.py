@@ -15,10 +15,6 @@ from tests.support import wait_until
 from tui.engine.threads import ThreadPerJob
 
 
-def _native_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
 def test_each_job_has_its_own_thread_which_ends_with_it() -> None:
     pool = ThreadPerJob("test")
     first = pool.submit(threading.current_thread).result()
