@@ -32,8 +32,12 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
     # (``-m timing``) keep the default, as users do.
     os.environ["OMP_NUM_THREADS"] = "1"
 
-GC_YOUNG = 20_000
-"""Allocations between collections of the youngest generation (Python's default: 700)."""
+GC_YOUNG = 100_000
+"""Allocations between collections of the youngest generation (Python's default: 700).
+A Pilot test keeps most of what it allocates alive until its app ends, so each young
+collection walks live objects: tests/ui on three workers took 168 s and 296 CPU-s with
+20,000, 154 s and 267 CPU-s with 100,000 (300,000: 150 s and 258 CPU-s, within the
+noise)."""
 
 SYSTEM_REJECTING_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}"
@@ -64,10 +68,10 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     """Offline, quiet, and every chat-tui folder in a temp dir (except a cache dir the
     caller chose, so a warm converted default model can be reused between runs).
 
-    The cyclic garbage collector runs less often than Python's default: once torch,
-    transformers and Textual are imported, a full collection walks half a million
-    objects (0.25 s here), and the UI tests, which allocate fast, spent a fifth of their
-    CPU time in collections.
+    The cyclic garbage collector runs less often than Python's default (see
+    :data:`GC_YOUNG`): the UI tests allocate fast, and spent a fifth of their CPU time
+    in collections. (Full collections no longer walk torch's and transformers' objects:
+    :mod:`tui.engine.libs` freezes them once imported.)
 
     Yields the environment for CLI subprocesses."""
     gc.set_threshold(GC_YOUNG, 20, 20)
