@@ -265,6 +265,32 @@ def test_broken_index_is_rebuilt(store: SessionStore) -> None:
     assert json.loads((store.folder / ".index.json").read_text())["version"] == INDEX_VERSION
 
 
+def test_within_one_second_the_file_written_last_is_listed_first(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times are kept to the second; two conversations saved in one second are still
+    listed newest first (by when their files were written), not in directory order."""
+    from datetime import UTC, datetime
+
+    from tui.store import model
+
+    monkeypatch.setattr(model, "now", lambda: datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC))
+    first, second = make(store, "first"), make(store, "second")
+    assert first.updated == second.updated
+    base = 1_800_000_000_000_000_000
+    paths = {i.id: i.path for i in store.list()}
+
+    def written(conv, offset_ms: int) -> None:
+        stamp = base + offset_ms * 1_000_000
+        os.utime(paths[conv.id], ns=(stamp, stamp))
+
+    written(first, 1)
+    written(second, 2)
+    assert [i.id for i in store.list()] == [second.id, first.id]
+    written(first, 3)
+    assert [i.id for i in store.list()] == [first.id, second.id]
+
+
 def test_deleted_file_leaves_the_listing(store: SessionStore) -> None:
     a, b = make(store, "one"), make(store, "two")
     assert len(store.list()) == 2

@@ -601,6 +601,7 @@ class SessionStore:
         changed = False
         infos: list[SessionInfo] = []
         problems: list[Problem] = []
+        written: dict[str, int] = {}  # path -> mtime_ns: the newer of two in one second
         try:
             with os.scandir(self.folder) as iterator:
                 entries = list(iterator)
@@ -620,6 +621,7 @@ class SessionStore:
                 )
                 continue
             seen.add(name)
+            written[entry.path] = info.st_mtime_ns
             cached = files.get(name)
             if (
                 cached is not None
@@ -653,7 +655,9 @@ class SessionStore:
                 changed = True
         if changed:
             self._write_index(data)
-        infos.sort(key=lambda i: i.updated, reverse=True)
+        # newest first; "updated" has whole seconds, so within one the file written
+        # last comes first (in directory order, two replies a second apart could swap)
+        infos.sort(key=lambda i: (i.updated, written.get(i.path, 0)), reverse=True)
         problems.sort(key=lambda p: p.path)
         return infos, problems
 
