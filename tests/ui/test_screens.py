@@ -48,6 +48,16 @@ async def test_model_picker_lists_the_bundled_default(make_app, ui):
         assert "default" in listed
         assert "bundled" in listed["default"] and "(loaded)" in listed["default"]
         assert "0 models in the" in str(screen.query_one("#picker-note", Static).content)
+        # and drawn under the choices of precision and device (their row once grew to
+        # fill the dialog, and the list was drawn at its foot, or beyond the screen)
+        lines = ui.screen_text(app).splitlines()
+
+        def row(text: str) -> int:
+            return next(i for i, line in enumerate(lines) if text in line)
+
+        choices = row("precision: as loaded")
+        assert row("SmolLM2-135M-Instruct (bundled, offline) (loaded)") <= choices + 4
+        assert row("0 models in the") <= choices + 6
         assert app.focused is screen.query_one(Input)
         await pilot.press("escape")
         await ui.wait_until(
