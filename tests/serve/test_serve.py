@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.serve.helpers import Served, Tab, async_wait_for, no_orphans
+from tests.serve.helpers import Served, Tab, async_wait_for, no_orphans, wait_for
 from tests.store.helpers import run_cli
 
 TINY = ("max_new_tokens=8", "do_sample=false")
@@ -170,7 +170,8 @@ async def test_apps_end_when_the_server_is_killed(serve, bigram_dir):
 
 async def test_a_non_local_host_warns_and_still_needs_the_token(serve):
     served = serve("--host", "0.0.0.0")
-    said = "".join(served.err)
+    # written before the link, but read by another thread than the link's
+    said = wait_for(lambda: "unencrypted" in "".join(served.err) and "".join(served.err), "warning")
     assert "the link is the password" in said.lower()
     assert "unencrypted" in said
     assert socket.gethostname() in served.base
@@ -185,9 +186,9 @@ async def test_a_non_local_host_warns_and_still_needs_the_token(serve):
 
 def test_the_loopback_link_says_how_to_tunnel(serve):
     served = serve()
-    printed = "".join(served.out)
     assert served.base.startswith("http://127.0.0.1:")
-    assert "ssh -L" in printed
+    # serve() returns once the link is read; the lines after it may still be on the way
+    printed = wait_for(lambda: "ssh -L" in "".join(served.out) and "".join(served.out), "ssh -L")
     assert "its own copy of the model" in printed
     assert not served.err
 
