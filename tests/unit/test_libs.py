@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,20 @@ print(json.dumps(results))
 """
 
 
+def in_a_fresh_process(script: str, *args: str, env: dict[str, str], timeout: float) -> Any:
+    """Run ``script`` in a new interpreter (imports happen once per process); what its
+    last line of output says, as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def broken_dir(tmp_path_factory, tiny_llama_dir: Path) -> Path:
     """The tiny llama's config and tokenizer with weights that are not weights."""
@@ -97,15 +112,9 @@ def test_heavy_imports_race_on_a_busy_machine(tiny_llama_dir, broken_dir, test_e
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         # one run: the old code failed every one (each run imports torch anew, ~40 s here)
-        done = subprocess.run(
-            [sys.executable, "-c", RACE, str(tiny_llama_dir), str(broken_dir), str(ROOT)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=test_env,
+        results = in_a_fresh_process(
+            RACE, str(tiny_llama_dir), str(broken_dir), str(ROOT), env=test_env, timeout=600
         )
-        assert done.returncode == 0, done.stderr[-2000:]
-        results = json.loads(done.stdout.strip().splitlines()[-1])
         expected = {name: "ok" for name in results} | {"failing-load": "refused"}
         assert results == expected
     finally:
@@ -231,15 +240,7 @@ def test_the_imported_libraries_are_frozen_and_no_garbage_with_them(test_env) ->
     """torch's objects leave the collector's sight once imported (so the collection that
     each model swap runs walks a few objects, not ~370,000), and garbage alive at that
     moment is collected first, not frozen with them (it could never be freed)."""
-    done = subprocess.run(
-        [sys.executable, "-c", FREEZE, str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=test_env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = in_a_fresh_process(FREEZE, str(ROOT), env=test_env, timeout=300)
     assert found["before"] == 0
     assert found["frozen"] > 100_000
     assert found["freed"]
